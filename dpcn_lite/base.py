@@ -1,0 +1,311 @@
+"""FewShotSegmenter: everything DPCN and the baselines share, so that a head is ONE method.
+
+The base class owns
+* the backbone (frozen, BN statistics frozen, optionally a trainable last stage) and its input normalisation;
+* separate 1x1 reductions of the mid-level features for the query and the supports (conv without bias -> ReLU ->
+  Dropout2d), as in PFENet;
+* the support masks on the feature grid (label == 1, bilinear, 255 counts as background);
+* k-shot fusion of per-shot predictions (``mask_avg``, ``vote``, ``or``) for any head;
+* upsampling of the logits to the input size, and the training loss (main + lambda x reverse).
+
+A subclass implements :meth:`FewShotSegmenter.head`::
+
+    class MyHead(FewShotSegmenter):
+        def __init__(self, config):
+            super().__init__(config)
+            self.classifier = nn.Conv2d(2 * config.channels, 2, 1)
+
+        def head(self, inputs, intermediates):
+            prototype = masked_average_pooling(inputs.support_mid, inputs.support_masks).mean(1)   # B x C
+            ...
+            return logits  # B x 2 x h x w at feature resolution
+
+Shapes: ``B`` episodes, ``K`` shots, ``C`` = config.channels, ``h x w`` the stride-8 feature grid.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, NamedTuple
+
+import torch
+import torch.nn as nn
+
+from dpcn_lite.backbones import Backbone, BackboneFeatures, build_backbone
+from dpcn_lite.config import DPCNConfig, get_preset
+from dpcn_lite.losses import predicted_support_masks, segmentation_loss
+from dpcn_lite.modules.decoder import upsample_logits
+from dpcn_lite.modules.prototypes import resize_support_mask
+
+__all__ = ["BackboneFeatures", "EpisodeFeatures", "FewShotSegmenter", "HeadInputs", "SegmenterOutput"]
+
+
+class SegmenterOutput(NamedTuple):
+    """What every model returns."""
+
+    logits: torch.Tensor
+    """B x 2 x H x W at the input resolution (channel 0 background, 1 foreground)."""
+    intermediates: dict[str, torch.Tensor]
+    """Named inner tensors (detached), empty unless ``return_intermediates=True``."""
+
+
+class EpisodeFeatures(NamedTuple):
+    """Backbone features of a whole episode batch: query ``B x ...``, supports ``B x K x ...`` (the feature cache)."""
+
+    query: BackboneFeatures
+    support: BackboneFeatures
+
+
+class HeadInputs(NamedTuple):
+    """What a head receives; everything is already on the stride-8 feature grid."""
+
+    query_mid: torch.Tensor
+    """x_q: reduced mid-level query features, B x C x h x w."""
+    support_mid: torch.Tensor
+    """x_s: reduced mid-level support features, B x K x C x h x w."""
+    query_high: torch.Tensor
+    """x_q^h: high-level query features, B x Ch x h x w."""
+    support_high: torch.Tensor
+    """x_s^h: high-level support features (not masked), B x K x Ch x h x w."""
+    support_masks: torch.Tensor
+    """M_s: soft support masks in [0, 1], B x K x 1 x h x w."""
+
+
+def _reduction(in_channels: int, channels: int, dropout: float) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(in_channels, channels, 1, bias=False), nn.ReLU(inplace=True), nn.Dropout2d(dropout))
+
+
+class FewShotSegmenter(nn.Module):
+    """Base of every few-shot head. Build with a :class:`DPCNConfig` (or a preset name)."""
+
+    def __init__(self, config: DPCNConfig | str = "tiny", backbone: Backbone | None = None) -> None:
+        super().__init__()
+        self.config = get_preset(config) if isinstance(config, str) else config
+        cfg = self.config
+        self.backbone = backbone if backbone is not None else build_backbone(
+            cfg.backbone, pretrained=cfg.pretrained, train_layer4=cfg.train_layer4)
+        self.reduce_query = _reduction(self.backbone.mid_channels, cfg.channels, cfg.reduction_dropout)
+        self.reduce_support = _reduction(self.backbone.mid_channels, cfg.channels, cfg.reduction_dropout)
+
+    # ------------------------------------------------------------------------------------------------------------
+    # The one method a head implements
+    # ------------------------------------------------------------------------------------------------------------
+
+    def head(self, inputs: HeadInputs, intermediates: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Feature-resolution logits B x 2 x h x w. Put anything worth seeing into ``intermediates`` by name."""
+        raise NotImplementedError(f"{type(self).__name__} must implement head(inputs, intermediates).")
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Public interface (docs/architecture.md)
+    # ------------------------------------------------------------------------------------------------------------
+
+    @property
+    def normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """(mean, std) on a 0-1 pixel scale that the backbone expects; data transforms must use the same."""
+        return tuple(self.backbone.mean), tuple(self.backbone.std)
+
+    def train(self, mode: bool = True) -> "FewShotSegmenter":
+        super().train(mode)
+        self.backbone.train(mode)  # keeps the backbone's BatchNorm statistics frozen
+        return self
+
+    def extract_features(self, images: torch.Tensor) -> BackboneFeatures:
+        """The backbone alone: ``images`` N x 3 x H x W -> BackboneFeatures(mid N x Cm x h x w, high N x Ch x h x w)."""
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"Expected images N x 3 x H x W, got shape {tuple(images.shape)}.")
+        if min(images.shape[-2:]) < 8:
+            raise ValueError(f"Images of size {tuple(images.shape[-2:])} are too small: the backbone has stride 8.")
+        return self.backbone(images)
+
+    def extract_episode_features(self, query_image: torch.Tensor, support_images: torch.Tensor) -> EpisodeFeatures:
+        """Backbone features of an episode batch: query B x 3 x H x W, supports B x K x 3 x H x W."""
+        b, k = support_images.shape[:2]
+        query = self.extract_features(query_image)
+        flat = self.extract_features(support_images.flatten(0, 1))
+        support = BackboneFeatures(flat.mid.view(b, k, *flat.mid.shape[1:]), flat.high.view(b, k, *flat.high.shape[1:]))
+        return EpisodeFeatures(query, support)
+
+    def forward(
+        self,
+        query_image: torch.Tensor,
+        support_images: torch.Tensor,
+        support_masks: torch.Tensor,
+        return_intermediates: bool = False,
+    ) -> SegmenterOutput:
+        """Segment the query given K annotated supports.
+
+        ``query_image`` B x 3 x H x W, ``support_images`` B x K x 3 x H x W, ``support_masks`` B x K x H x W with
+        1 = object, 0 = background, 255 = ignore. (A single shot may also be given as B x 3 x H x W / B x H x W.)
+        """
+        support_images, support_masks = self._check_episode(query_image, support_images, support_masks)
+        features = self.extract_episode_features(query_image, support_images)
+        return self.forward_features(features.query, features.support, support_masks,
+                                     tuple(query_image.shape[-2:]), return_intermediates)
+
+    def forward_features(
+        self,
+        query_features: BackboneFeatures,
+        support_features: BackboneFeatures,
+        support_masks: torch.Tensor,
+        image_hw: tuple[int, int],
+        return_intermediates: bool = False,
+    ) -> SegmenterOutput:
+        """The head alone, on backbone features (query ``B x ...``, supports ``B x K x ...``, masks B x K x H x W)."""
+        if support_features.mid.dim() != 5:
+            raise ValueError("support_features must have leading dims B x K (got mid of shape "
+                             f"{tuple(support_features.mid.shape)}).")
+        b, k = support_features.mid.shape[:2]
+        if support_masks.dim() != 4 or tuple(support_masks.shape[:2]) != (b, k):
+            raise ValueError(f"support_masks must be B x K x H x W = {b} x {k} x H x W, got {tuple(support_masks.shape)}.")
+        grid = tuple(query_features.mid.shape[-2:])
+        support_grid = tuple(support_features.mid.shape[-2:])
+        inputs = HeadInputs(
+            query_mid=self.reduce_query(query_features.mid),
+            support_mid=self.reduce_support(support_features.mid.flatten(0, 1)).view(b, k, -1, *support_grid),
+            query_high=query_features.high,
+            support_high=support_features.high,
+            support_masks=resize_support_mask(support_masks, support_grid),
+        )
+        intermediates: dict[str, torch.Tensor] = {}
+        if k > 1 and self.config.kshot_fusion != "pool":
+            logits_low = self._fuse_shots(inputs, intermediates)
+        else:
+            logits_low = self.head(inputs, intermediates)
+        intermediates["logits_low"] = logits_low
+        logits = upsample_logits(logits_low, image_hw)
+        if not return_intermediates:
+            return SegmenterOutput(logits, {})
+        return SegmenterOutput(logits, {name: t.detach() for name, t in intermediates.items()})
+
+    @torch.no_grad()
+    def predict(self, query_image: torch.Tensor, support_images: torch.Tensor,
+                support_masks: torch.Tensor) -> torch.Tensor:
+        """Hard query masks B x H x W (0/1) in eval mode (the mode is restored afterwards)."""
+        was_training = self.training
+        self.eval()
+        try:
+            return self(query_image, support_images, support_masks).logits.argmax(dim=1)
+        finally:
+            self.train(was_training)
+
+    def loss(self, batch: Mapping[str, Any], features: EpisodeFeatures | tuple | None = None) -> dict[str, Any]:
+        """Training objective on a collated episode batch: main CE + lambda x reverse CE (paper §3.7).
+
+        ``batch`` needs ``query_mask`` and ``support_masks``, plus ``query_image``/``support_images`` unless
+        ``features`` (an :class:`EpisodeFeatures`, or a (query, support) pair, e.g. from the feature cache) is given.
+        Returns ``loss`` (to backpropagate), ``main`` and ``reverse`` (detached), ``logits`` (B x 2 x H x W) and
+        ``reverse_episodes`` (how many episodes had a non-empty predicted mask and entered the reverse loss).
+        """
+        cfg = self.config
+        query_mask = batch["query_mask"]
+        support_masks = batch["support_masks"]
+        if support_masks.dim() == 3:
+            support_masks = support_masks[:, None]
+        if features is None:
+            support_images = batch["support_images"]
+            if support_images.dim() == 4:
+                support_images = support_images[:, None]
+            self._check_episode(batch["query_image"], support_images, support_masks)
+            features = self.extract_episode_features(batch["query_image"], support_images)
+        else:
+            if self.training and self.backbone.has_trainable_parameters:
+                raise ValueError(
+                    "Cached backbone features bypass the trainable backbone stage (train_layer4=True), which would "
+                    "then never learn. Pass images instead, or use a config with train_layer4=False."
+                )
+            features = EpisodeFeatures(*features)
+        image_hw = tuple(query_mask.shape[-2:])
+        output = self.forward_features(features.query, features.support, support_masks, image_hw)
+        main = segmentation_loss(output.logits, query_mask, cfg.ignore_index)
+        reverse = main.new_zeros(())
+        used = 0
+        if cfg.reverse_loss_weight > 0:
+            reverse, used = self._reverse_loss(features, output.logits, support_masks)
+        total = main + cfg.reverse_loss_weight * reverse
+        return {"loss": total, "main": main.detach(), "reverse": reverse.detach(), "logits": output.logits,
+                "reverse_episodes": used}
+
+    # ------------------------------------------------------------------------------------------------------------
+    # Internals
+    # ------------------------------------------------------------------------------------------------------------
+
+    def _reverse_loss(self, features: EpisodeFeatures, logits: torch.Tensor,
+                      support_masks: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """Query + its predicted mask as a 1-shot support; each support image as a query (PANet's alignment)."""
+        predicted, non_empty = predicted_support_masks(logits)
+        if not bool(non_empty.any()):
+            return logits.sum() * 0.0, 0
+        k = support_masks.shape[1]
+        keep = non_empty.nonzero().flatten()
+
+        def as_support(t: torch.Tensor) -> torch.Tensor:  # B x ... -> (b'K) x 1 x ...
+            return t[keep].repeat_interleave(k, dim=0)[:, None]
+
+        def as_queries(t: torch.Tensor) -> torch.Tensor:  # B x K x ... -> (b'K) x ...
+            return t[keep].flatten(0, 1)
+
+        reverse_query = BackboneFeatures(as_queries(features.support.mid), as_queries(features.support.high))
+        reverse_support = BackboneFeatures(as_support(features.query.mid), as_support(features.query.high))
+        labels = as_queries(support_masks)
+        output = self.forward_features(reverse_query, reverse_support, as_support(predicted), tuple(labels.shape[-2:]))
+        return segmentation_loss(output.logits, labels, self.config.ignore_index), int(keep.numel())
+
+    def _fuse_shots(self, inputs: HeadInputs, intermediates: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Table 7's alternatives: run the head once per shot (as 1-shot episodes) and fuse the predictions.
+
+        * ``mask_avg``: average the per-shot foreground probabilities.
+        * ``vote`` (HSNet): a pixel is foreground when at least half as many shots vote for it as the pixel with
+          the most votes (votes = per-shot argmax).
+        * ``or``: foreground when any shot says so; the probability is the maximum over shots (same argmax).
+        The fused probability p is returned as logits (log(1 - p), log p), so argmax and softmax keep their meaning.
+        """
+        b, k = inputs.support_mid.shape[:2]
+
+        def per_shot(t: torch.Tensor) -> torch.Tensor:  # B x K x ... -> (BK) x 1 x ...
+            return t.flatten(0, 1)[:, None]
+
+        single = HeadInputs(
+            query_mid=inputs.query_mid.repeat_interleave(k, dim=0),
+            support_mid=per_shot(inputs.support_mid),
+            query_high=inputs.query_high.repeat_interleave(k, dim=0),
+            support_high=per_shot(inputs.support_high),
+            support_masks=per_shot(inputs.support_masks),
+        )
+        logits = self.head(single, intermediates)
+        probabilities = logits.softmax(dim=1)[:, 1].view(b, k, *logits.shape[-2:])
+        mode = self.config.kshot_fusion
+        if mode == "mask_avg":
+            fused = probabilities.mean(dim=1)
+        elif mode == "or":
+            fused = probabilities.max(dim=1).values
+        elif mode == "vote":
+            votes = (probabilities > 0.5).float().sum(dim=1)
+            most = votes.flatten(1).max(dim=1).values.clamp(min=1.0)[:, None, None]
+            fused = (votes / most >= 0.5).float()
+        else:
+            raise ValueError(f"Unknown kshot_fusion {mode!r}.")
+        intermediates["shot_probabilities"] = probabilities
+        eps = 1e-6
+        fused = fused.clamp(eps, 1 - eps)
+        return torch.stack([torch.log1p(-fused), torch.log(fused)], dim=1)
+
+    @staticmethod
+    def _check_episode(query_image: torch.Tensor, support_images: torch.Tensor,
+                       support_masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Turn shape mistakes into clear errors; accept a single shot without its K axis."""
+        if query_image.dim() != 4 or query_image.shape[1] != 3:
+            raise ValueError(f"query_image must be B x 3 x H x W, got {tuple(query_image.shape)}.")
+        if support_images.dim() == 4:
+            support_images = support_images[:, None]
+        if support_masks.dim() == 3:
+            support_masks = support_masks[:, None]
+        if support_images.dim() != 5 or support_images.shape[2] != 3:
+            raise ValueError(f"support_images must be B x K x 3 x H x W, got {tuple(support_images.shape)}.")
+        b, k = support_images.shape[:2]
+        if k == 0:
+            raise ValueError("The episode has no support (K = 0); give at least one annotated support image.")
+        if b != query_image.shape[0]:
+            raise ValueError(f"Batch sizes differ: {query_image.shape[0]} queries but {b} support sets.")
+        if tuple(support_masks.shape) != (b, k, *support_images.shape[-2:]):
+            raise ValueError(f"support_masks must be B x K x H x W = {(b, k, *support_images.shape[-2:])}, "
+                             f"got {tuple(support_masks.shape)}.")
+        return support_images, support_masks
