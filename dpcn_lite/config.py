@@ -11,7 +11,7 @@ Every value the paper leaves open is marked "assumption" here and listed in ``do
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 BACKBONES = ("resnet18", "resnet50", "resnet101", "efficientnet_lite0", "tiny_cnn")
