@@ -73,7 +73,12 @@ class CourseExecutePreprocessor(ExecutePreprocessor):
 def execute(nb: nbformat.NotebookNode, workdir: Path) -> nbformat.NotebookNode:
     """Run ``nb`` top to bottom in a fresh kernel of this interpreter, in ``workdir`` (the notebook's folder)."""
     executor = CourseExecutePreprocessor(
-        timeout=CELL_TIMEOUT_S, record_timing=False, store_widget_state=False, allow_errors=False
+        timeout=CELL_TIMEOUT_S,
+        record_timing=False,
+        store_widget_state=False,
+        allow_errors=False,
+        # Quiet the kernel's own start-up log on the terminal; cell outputs are unaffected.
+        extra_arguments=["--IPKernelApp.log_level=ERROR"],
     )
     km = KernelManager(kernel_name=CURRENT_ENV_KERNEL_NAME, kernel_spec_manager=NbvalKernelspecManager())
     executed, _ = executor.preprocess(nb, {"metadata": {"path": str(workdir)}}, km=km)
