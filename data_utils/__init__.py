@@ -1,1 +1,44 @@
 """Few-shot segmentation data: the embedded synthetic benchmark, PASCAL-5i, COCO-20i, episodes and transforms."""
+
+from .episodes import EpisodeDataset, EpisodeSpec, binarize, collate_episodes, make_episodes
+from .folds import COCO_CLASSES, NUM_FOLDS, PASCAL_CLASSES, SYNTHETIC_CLASSES, class_names, fold_classes
+from .sources import SegmentationSource, default_data_root, get_source
+from .synthetic import SyntheticSource
+from .transforms import (
+    EFFICIENTNET_LITE_NORMALIZATION,
+    IMAGENET_NORMALIZATION,
+    EpisodeTransform,
+    Normalization,
+    plain_transform,
+    test_transform,
+    train_transform,
+)
+from .validation import IGNORE_INDEX, DataError, DatasetNotFoundError
+
+__all__ = [
+    "COCO_CLASSES",
+    "EFFICIENTNET_LITE_NORMALIZATION",
+    "IGNORE_INDEX",
+    "IMAGENET_NORMALIZATION",
+    "NUM_FOLDS",
+    "PASCAL_CLASSES",
+    "SYNTHETIC_CLASSES",
+    "DataError",
+    "DatasetNotFoundError",
+    "EpisodeDataset",
+    "EpisodeSpec",
+    "EpisodeTransform",
+    "Normalization",
+    "SegmentationSource",
+    "SyntheticSource",
+    "binarize",
+    "class_names",
+    "collate_episodes",
+    "default_data_root",
+    "fold_classes",
+    "get_source",
+    "make_episodes",
+    "plain_transform",
+    "test_transform",
+    "train_transform",
+]
