@@ -1,0 +1,246 @@
+"""Functions and modules a notebook builds inline agree with the library's versions on the same inputs.
+
+The convention (docs/notebooks.md, "Teaching inline, then using the library"):
+
+* A code cell that re-implements a library object starts with one line per object it defines::
+
+      # library: dpcn_lite.modules.prototypes.masked_average_pooling
+
+  and defines a function or class of the same name (the last part of the path). The cell must be plain Python and
+  self-contained: ``torch``, ``nn``, ``F`` (torch.nn.functional), ``np`` and ``math`` are provided; anything else it
+  imports itself. Marked cells of one notebook run in order in one namespace, so a later marked cell may call an
+  earlier one.
+* ``EXAMPLES`` below gives, for each marked library path, the inputs both versions are called with (several shapes,
+  edge cases). A marked path without an entry fails with a message saying so.
+* Functions are called on clones of the same inputs. Classes are built with the same arguments, the notebook's copy
+  loads the library's ``state_dict`` (so it must use the library's parameter names), both are put in eval mode, and
+  their outputs on the same inputs are compared with ``torch.testing.assert_close``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import importlib
+import math
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK_DIR = ROOT / "notebooks"
+MARKER_RE = re.compile(r"^# library: ([A-Za-z_][\w.]*)\s*$")
+RTOL, ATOL = 1e-5, 1e-6
+
+
+@dataclasses.dataclass
+class Example:
+    """One call: ``obj(*args, **kwargs)``; for classes, built first with ``cls(*init_args, **init_kwargs)``."""
+
+    args: tuple = ()
+    kwargs: dict = dataclasses.field(default_factory=dict)
+    init_args: tuple = ()
+    init_kwargs: dict = dataclasses.field(default_factory=dict)
+
+
+def _mask_with_ignore(generator: torch.Generator, *shape: int) -> torch.Tensor:
+    mask = torch.randint(0, 2, shape, generator=generator)
+    mask[torch.rand(shape, generator=generator) < 0.1] = 255
+    return mask
+
+
+def _overlay_mask_examples(generator: torch.Generator) -> list[Example]:
+    image = torch.rand(7, 5, 3, generator=generator).numpy()
+    mask = _mask_with_ignore(generator, 7, 5).numpy()
+    return [Example((image, mask)), Example((image * 255, mask), {"alpha": 0.3})]
+
+
+def _linear_examples(generator: torch.Generator) -> list[Example]:
+    return [Example((torch.randn(4, 3, generator=generator),), init_args=(3, 2))]
+
+
+# Library path -> a function of a seeded generator returning the examples to compare on. Add an entry when a notebook
+# marks a new cell; the two below serve the mechanism's own tests and may serve notebooks too.
+EXAMPLES: dict[str, Callable[[torch.Generator], list[Example]]] = {
+    "dpcn_lite.viz.overlay_mask": _overlay_mask_examples,
+    "torch.nn.Linear": _linear_examples,
+}
+
+
+# ------------------------------------------------------------------------------------------------ the mechanism
+
+
+def marked_cells(nb: nbformat.NotebookNode) -> list[tuple[int, list[str], str]]:
+    """(cell index, library paths, source) for every code cell that starts with ``# library:`` lines."""
+    found = []
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        paths = []
+        for line in cell.source.splitlines():
+            match = MARKER_RE.match(line.strip())
+            if not match:
+                break
+            paths.append(match.group(1))
+        if paths:
+            found.append((index, paths, cell.source))
+    return found
+
+
+def import_object(path: str) -> Any:
+    """``dpcn_lite.modules.sam.fast_sam`` -> the object, with an error naming the path when it does not exist."""
+    module_name, _, attribute = path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as error:
+        raise AssertionError(f"'# library: {path}' names nothing importable ({error})") from error
+
+
+def notebook_definitions(nb: nbformat.NotebookNode) -> dict[str, Any]:
+    """Run the marked cells in order in one namespace; return {library path: the notebook's object}."""
+    namespace: dict[str, Any] = {"torch": torch, "nn": nn, "F": F, "np": np, "math": math}
+    definitions = {}
+    for index, paths, source in marked_cells(nb):
+        exec(compile(source, f"<notebook cell {index}>", "exec"), namespace)  # noqa: S102 (our own notebooks)
+        for path in paths:
+            name = path.rpartition(".")[2]
+            if name not in namespace:
+                raise AssertionError(f"cell {index} is marked '# library: {path}' but defines no '{name}'")
+            definitions[path] = namespace[name]
+    return definitions
+
+
+def _comparable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _comparable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple) and hasattr(value, "_fields"):  # NamedTuple
+        return {k: _comparable(v) for k, v in value._asdict().items()}
+    return value
+
+
+def _run(obj: Any, example: Example, library_obj: Any | None = None) -> Any:
+    args, kwargs = copy.deepcopy(example.args), copy.deepcopy(example.kwargs)
+    if isinstance(obj, type):
+        instance = obj(*example.init_args, **example.init_kwargs)
+        if library_obj is not None:
+            instance.load_state_dict(library_obj.state_dict(), strict=True)
+        instance.eval()
+        with torch.no_grad():
+            return instance(*args, **kwargs), instance
+    with torch.no_grad():
+        return obj(*args, **kwargs), None
+
+
+def assert_agrees(notebook_obj: Any, library_obj: Any, examples: list[Example], where: str) -> None:
+    """Call both on every example and compare; classes share the library instance's weights."""
+    for number, example in enumerate(examples):
+        library_out, library_instance = _run(library_obj, example)
+        notebook_out, _ = _run(notebook_obj, example, library_instance)
+        try:
+            torch.testing.assert_close(_comparable(notebook_out), _comparable(library_out), rtol=RTOL, atol=ATOL)
+        except AssertionError as error:
+            raise AssertionError(f"{where}, example {number}: the notebook and the library disagree\n{error}") from None
+
+
+def check_notebook_agrees(nb: nbformat.NotebookNode, examples: dict = EXAMPLES, name: str = "notebook") -> list[str]:
+    """Compare every marked definition of ``nb`` with the library; return the paths checked (asserts on failure)."""
+    definitions = notebook_definitions(nb)
+    for path, notebook_obj in definitions.items():
+        if path not in examples:
+            raise AssertionError(
+                f"{name}: '# library: {path}' has no example inputs: add an entry to EXAMPLES in {Path(__file__).name}"
+            )
+        generator = torch.Generator().manual_seed(0)
+        assert_agrees(notebook_obj, import_object(path), examples[path](generator), f"{name}: {path}")
+    return list(definitions)
+
+
+# ------------------------------------------------------------------------------------------ the course notebooks
+
+NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
+MARKED = [(p, path) for p in NOTEBOOKS for _, paths, _ in marked_cells(nbformat.read(p, as_version=4)) for path in paths]
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_marked_cells_agree_with_the_library(notebook: Path) -> None:
+    nb = nbformat.read(notebook, as_version=4)
+    if not marked_cells(nb):
+        pytest.skip(f"{notebook.name} marks no cell with '# library:' (nothing to compare)")
+    checked = check_notebook_agrees(nb, name=notebook.name)
+    assert checked
+
+
+def test_at_least_one_notebook_is_compared_with_the_library() -> None:
+    """Reported as a skip, not a pass, until a notebook marks its first cell: no false sense of coverage."""
+    if not MARKED:
+        pytest.skip("no notebook marks a cell with '# library:' yet: the agreement check covers nothing so far")
+    assert all(path in EXAMPLES for _, path in MARKED), "every marked library path needs an EXAMPLES entry"
+
+
+# ------------------------------------------------------------------ the mechanism, on small synthetic notebooks
+
+OVERLAY_SOURCE = '''# library: dpcn_lite.viz.overlay_mask
+def overlay_mask(image, mask, alpha=0.5):
+    """Tint foreground pixels red and ignore pixels white."""
+    out = np.asarray(image, dtype=np.float32).copy()
+    if out.max() > 1.0:
+        out = out / 255.0
+    for value, colour in ((1, (0.95, 0.30, 0.20)), (255, (1.0, 1.0, 1.0))):
+        where = np.asarray(mask) == value
+        out[where] = (1 - alpha) * out[where] + alpha * np.array(colour, dtype=np.float32)
+    return np.clip(out, 0.0, 1.0)
+'''
+
+LINEAR_SOURCE = """# library: torch.nn.Linear
+class Linear(nn.Module):
+    def __init__(self, inputs, outputs):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(outputs, inputs))
+        self.bias = nn.Parameter(torch.empty(outputs))
+
+    def forward(self, x):
+        return x @ self.weight.T + self.bias{mistake}
+"""
+
+
+def _notebook(*sources: str) -> nbformat.NotebookNode:
+    return new_notebook(cells=[new_markdown_cell("# 42 · Synthetic")] + [new_code_cell(s) for s in sources])
+
+
+def test_an_agreeing_function_and_module_pass() -> None:
+    nb = _notebook("import os", OVERLAY_SOURCE, LINEAR_SOURCE.format(mistake=""))
+    assert check_notebook_agrees(nb) == ["dpcn_lite.viz.overlay_mask", "torch.nn.Linear"]
+
+
+def test_a_disagreeing_function_fails() -> None:
+    wrong = OVERLAY_SOURCE.replace("(1 - alpha) * out[where] + alpha", "alpha * out[where] + (1 - alpha)")
+    with pytest.raises(AssertionError, match="disagree"):
+        check_notebook_agrees(_notebook(wrong))
+
+
+def test_a_disagreeing_module_fails_even_with_shared_weights() -> None:
+    with pytest.raises(AssertionError, match="disagree"):
+        check_notebook_agrees(_notebook(LINEAR_SOURCE.format(mistake=" * 1.001")))
+
+
+def test_unknown_marks_and_missing_examples_are_errors() -> None:
+    with pytest.raises(AssertionError, match="defines no 'overlay_mask'"):
+        check_notebook_agrees(_notebook("# library: dpcn_lite.viz.overlay_mask\ndef overlay(image, mask):\n    pass"))
+    with pytest.raises(AssertionError, match="no example inputs"):
+        check_notebook_agrees(_notebook(OVERLAY_SOURCE), examples={})
+    with pytest.raises(AssertionError, match="names nothing importable"):
+        import_object("dpcn_lite.viz.no_such_helper")
+
+
+def test_only_leading_marker_lines_count() -> None:
+    nb = _notebook("x = 1\n# library: dpcn_lite.viz.overlay_mask", OVERLAY_SOURCE)
+    assert [paths for _, paths, _ in marked_cells(nb)] == [["dpcn_lite.viz.overlay_mask"]]
