@@ -1,0 +1,230 @@
+"""Command line: ``python -m dpcn_lite train | evaluate | predict`` (``dpcn-lite`` when installed).
+
+    python -m dpcn_lite train --preset cpu --run-dir runs/quickstart          # the README's main job
+    python -m dpcn_lite evaluate --checkpoint runs/quickstart/checkpoint.pt --eval-seeds 0 1 2
+    python -m dpcn_lite predict --pretrained cpu-synthetic-fold0 --output predictions.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+EPILOG = """\
+examples:
+  python -m dpcn_lite train --preset cpu --run-dir runs/quickstart
+  python -m dpcn_lite train --preset cpu --model prototype --run-dir runs/prototype
+  python -m dpcn_lite train --preset paper --dataset pascal --fold 0 --run-dir runs/pascal-f0   (GPU)
+  torchrun --nproc_per_node 4 -m dpcn_lite train --preset paper --dataset coco --run-dir runs/coco-f0
+  python -m dpcn_lite evaluate --run-dir runs/quickstart --eval-seeds 0 1 2 3 4
+  python -m dpcn_lite predict --pretrained cpu-synthetic-fold0 --output predictions.png
+"""
+
+
+def _add_data_arguments(parser: argparse.ArgumentParser, with_defaults: bool) -> None:
+    default = (lambda value: value) if with_defaults else (lambda value: None)
+    parser.add_argument("--dataset", choices=["synthetic", "pascal", "coco"], default=default("synthetic"),
+                        help="episodes from the embedded synthetic benchmark (no download), PASCAL-5i or COCO-20i "
+                             "(prepare them with `python -m data_utils.prepare`)" +
+                             ("" if with_defaults else "; default: the checkpoint's"))
+    parser.add_argument("--data-root", default=None, help="data folder for pascal/coco (default: $DPCN_DATA or ./data)")
+    parser.add_argument("--fold", type=int, default=default(0), help="fold 0-3: its 5 (COCO: 20) classes are novel" +
+                        ("" if with_defaults else "; default: the checkpoint's"))
+    parser.add_argument("--shots", type=int, default=default(1), help="support images per episode (k)" +
+                        ("" if with_defaults else "; default: the checkpoint's (a 1-shot model can be tested 5-shot)"))
+
+
+def _add_eval_arguments(parser: argparse.ArgumentParser, with_defaults: bool = True) -> None:
+    parser.add_argument("--episodes", type=int, default=None,
+                        help="test episodes per seed (protocol: 1000; default: the preset's)")
+    parser.add_argument("--eval-seeds", type=int, nargs="+", default=None, metavar="SEED",
+                        help="one fixed episode list per seed; several seeds report mean ± std (default: 0)")
+    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when available)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m dpcn_lite",
+        description="Train and evaluate DPCN (CVPR 2022) and two baselines for few-shot segmentation.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{train,evaluate,predict}")
+
+    train = commands.add_parser(
+        "train", help="train on a fold's base classes, evaluate on its novel classes, write a run folder",
+        description="Train on the base classes of a fold, then evaluate on its novel classes by the protocol "
+                    "(original-resolution labels, class IoU = sum(I)/sum(U), FB-IoU). Writes config.json, "
+                    "checkpoint.pt, history.jsonl, metrics.json, training_curves.png and predictions.png.",
+    )
+    train.add_argument("--preset", choices=["cpu", "paper", "tiny"], default="cpu",
+                       help="cpu: frozen EfficientNet-Lite0, 160 px, minutes on a laptop (default); paper: ResNet-50 "
+                            "at 473 px, the paper's schedule (GPU); tiny: seconds, for tests")
+    train.add_argument("--model", choices=["dpcn", "prototype", "prior"], default="dpcn",
+                       help="dpcn (default), prototype (PANet-like baseline) or prior (PFENet-like baseline)")
+    _add_data_arguments(train, with_defaults=True)
+    train.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    train.add_argument("--run-dir", type=Path, default=None,
+                       help="output folder (default: runs/<model>-<preset>-<dataset>-fold<F>-<K>shot)")
+    train.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its checkpoint")
+    budget = train.add_argument_group("budget and optimiser (defaults come from the preset)")
+    budget.add_argument("--epochs", type=int, default=None)
+    budget.add_argument("--episodes-per-epoch", type=int, default=None)
+    budget.add_argument("--batch-size", type=int, default=None, help="total batch over all GPUs")
+    budget.add_argument("--lr", type=float, default=None, dest="base_lr", help="base learning rate")
+    budget.add_argument("--lr-scale", type=float, default=None,
+                        help="multiplies --lr; 10 reproduces PFENet's hidden x10 (see docs/training.md)")
+    budget.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
+    budget.add_argument("--no-feature-cache", action="store_true",
+                        help="run the frozen backbone on every episode (enables augmentation)")
+    budget.add_argument("--num-workers", type=int, default=None, help="DataLoader workers (default 0)")
+    ablation = train.add_argument_group("ablations (DPCN only)")
+    ablation.add_argument("--no-sam", action="store_true", help="drop the Support Activation Module")
+    ablation.add_argument("--no-ffm", action="store_true", help="drop the Feature Filtering Module")
+    ablation.add_argument("--no-dcm", action="store_true", help="drop the Dynamic Convolution Module")
+    _add_eval_arguments(train)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="evaluate a trained checkpoint on the novel classes",
+        description="Load a checkpoint (weights_only=True) and evaluate it by the protocol; prints and writes metrics.",
+    )
+    source = evaluate.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", type=Path, help="a checkpoint.pt written by `train`")
+    source.add_argument("--run-dir", type=Path, help="a run folder (its checkpoint.pt is used)")
+    source.add_argument("--pretrained", help="a checkpoint shipped with the package, e.g. cpu-synthetic-fold0")
+    _add_data_arguments(evaluate, with_defaults=False)
+    _add_eval_arguments(evaluate)
+    evaluate.add_argument("--output", type=Path, default=None, help="where to write the metrics JSON (optional)")
+
+    predict = commands.add_parser(
+        "predict", help="draw predictions of a trained model for a few test episodes",
+        description="Draw support, ground truth and prediction for the first test episodes of a seed into a PNG.",
+    )
+    source = predict.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", type=Path)
+    source.add_argument("--run-dir", type=Path)
+    source.add_argument("--pretrained")
+    _add_data_arguments(predict, with_defaults=False)
+    predict.add_argument("--episodes", type=int, default=4, help="how many episodes to draw (default 4)")
+    predict.add_argument("--seed", type=int, default=0, help="episode-list seed (default 0)")
+    predict.add_argument("--output", type=Path, default=Path("predictions.png"), help="PNG path")
+    predict.add_argument("--device", default=None)
+    return parser
+
+
+def _train(args: argparse.Namespace) -> int:
+    from dpcn_lite.train import resolve_config, run_experiment
+
+    overrides = {}
+    if args.no_sam:
+        overrides["use_sam"] = False
+    if args.no_ffm:
+        overrides["use_ffm"] = False
+    if args.no_dcm:
+        overrides["use_dcm"] = False
+    if overrides and args.model != "dpcn":
+        raise SystemExit("--no-sam/--no-ffm/--no-dcm switch DPCN's modules; use them with --model dpcn.")
+    options = dict(epochs=args.epochs, batch_size=args.batch_size, base_lr=args.base_lr, lr_scale=args.lr_scale,
+                   eval_episodes=args.episodes, num_workers=args.num_workers)
+    options = {k: v for k, v in options.items() if v is not None}
+    if args.episodes_per_epoch is not None:
+        options["episodes_per_epoch"] = args.episodes_per_epoch
+    if args.eval_seeds is not None:
+        options["eval_seeds"] = tuple(args.eval_seeds)
+    if args.no_amp:
+        options["amp"] = False
+    if args.no_feature_cache:
+        options["feature_cache"] = False
+    cfg = resolve_config(args.preset, args.dataset, model=args.model, fold=args.fold, shots=args.shots,
+                         seed=args.seed, data_root=args.data_root, model_overrides=overrides, **options)
+    run_dir = args.run_dir or Path("runs") / f"{cfg.model}-{cfg.preset}-{cfg.dataset}-fold{cfg.fold}-{cfg.shots}shot"
+    if (run_dir / "checkpoint.pt").exists() and not args.resume:
+        raise SystemExit(f"{run_dir} already holds a run. Add --resume to continue it, or choose another --run-dir.")
+    metrics = run_experiment(cfg, run_dir, resume=args.resume, progress=not args.no_progress, device=args.device)
+    if metrics:
+        _print_summary(metrics)
+        print(f"run folder: {run_dir}")
+    return 0
+
+
+def _load(args: argparse.Namespace):
+    import torch
+
+    from dpcn_lite.checkpoint import load_checkpoint, verified_pretrained_path
+    from dpcn_lite.train import TrainConfig, build_model_from_checkpoint
+    from dpcn_lite.utils import default_device
+
+    device = torch.device(args.device) if args.device else default_device()
+    if args.pretrained:
+        path = verified_pretrained_path(args.pretrained)
+    else:
+        path = args.checkpoint if args.checkpoint else args.run_dir / "checkpoint.pt"
+    checkpoint = load_checkpoint(path, map_location=device)
+    model = build_model_from_checkpoint(checkpoint).to(device)
+    cfg = TrainConfig.from_dict(checkpoint["train_config"])
+    changes = {k: getattr(args, k) for k in ("dataset", "fold", "shots", "data_root") if getattr(args, k) is not None}
+    if changes:
+        values = cfg.to_dict()
+        values.update(changes)
+        cfg = TrainConfig.from_dict(values)
+    return model, cfg, device
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from dpcn_lite.evaluate import evaluate_seeds, write_metrics
+    from dpcn_lite.feature_cache import FeatureCache
+    from dpcn_lite.train import make_episodes, make_source
+
+    import torch
+
+    model, cfg, device = _load(args)
+    episodes = args.episodes or cfg.eval_episodes
+    seeds = args.eval_seeds or list(cfg.eval_seeds)
+    source = make_source(cfg)
+    cache = None if model.backbone.has_trainable_parameters else FeatureCache(model, dtype=torch.float32)
+    metrics = evaluate_seeds(model, lambda seed: make_episodes(cfg, "test", seed=seed, episodes=episodes, source=source),
+                             seeds, batch_size=cfg.eval_batch_size, device=device, progress=not args.no_progress,
+                             feature_cache=cache)
+    metrics.update(model=cfg.model, preset=cfg.preset, dataset=cfg.dataset, train_seed=cfg.seed)
+    _print_summary(metrics)
+    if args.output:
+        write_metrics(metrics, args.output)
+        print(f"metrics written to {args.output}")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from data_utils.folds import class_names
+
+    from dpcn_lite.evaluate import prediction_rows
+    from dpcn_lite.train import make_episodes
+    from dpcn_lite.viz.training import plot_predictions
+
+    model, cfg, device = _load(args)
+    episodes = make_episodes(cfg, "test", seed=args.seed, episodes=args.episodes)
+    rows = prediction_rows(model, episodes, count=args.episodes, device=device, class_names=class_names(cfg.dataset))
+    plot_predictions(rows, args.output, title=f"{cfg.model} | {cfg.dataset} fold {cfg.fold} | {cfg.shots}-shot")
+    print(f"predictions written to {args.output}")
+    return 0
+
+
+def _print_summary(metrics: dict) -> None:
+    std = f" ± {metrics['mIoU_std']:.1f}" if len(metrics.get("eval_seeds", [])) > 1 else ""
+    fb_std = f" ± {metrics['FB-IoU_std']:.1f}" if len(metrics.get("eval_seeds", [])) > 1 else ""
+    print(f"mIoU {metrics['mIoU']:.1f}{std} | FB-IoU {metrics['FB-IoU']:.1f}{fb_std} | "
+          f"{metrics['episodes']} episodes x {len(metrics.get('eval_seeds', [0]))} seed(s), "
+          f"{metrics['shots']}-shot, fold {metrics['fold']}")
+    print("per-class IoU: " + json.dumps({k: round(v, 1) for k, v in metrics["per_class_IoU"].items()}))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"train": _train, "evaluate": _evaluate, "predict": _predict}
+    return handlers[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

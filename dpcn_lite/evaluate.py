@@ -1,0 +1,171 @@
+"""Evaluation by the field's protocol (notes §4.2) and the files a run leaves behind.
+
+For each of the fold's test episodes (1,000 seeded episodes by default, the same list on every machine):
+
+1. the model predicts ``2×H×W`` logits for the padded ``H×W`` query;
+2. the padding is cropped (``query_valid_hw``), the logits are upsampled bilinearly to the label's *original* size and
+   the larger logit wins (:func:`dpcn_lite.metrics.prediction_at_original_size`);
+3. foreground/background intersections and unions are counted with ignore (255) pixels removed, and accumulated per
+   class as ΣI/ΣU (:class:`dpcn_lite.metrics.FewShotIoU`).
+
+mIoU is the mean class IoU over the fold's novel classes; FB-IoU the mean of foreground and background IoU over all
+episodes. Several seeds give several episode lists, reported as mean ± std. Numbers in ``metrics.json`` are percent,
+like the tables of the paper.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from dpcn_lite.base import FewShotSegmenter
+from dpcn_lite.checkpoint import atomic_write_text
+from dpcn_lite.metrics import FewShotIoU, episode_counts, mean_and_std, prediction_at_original_size
+
+
+def _to_device(batch: dict, device: torch.device) -> dict:
+    return {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+
+
+def _collate(batch: list[dict]) -> dict:
+    from data_utils.episodes import collate_episodes
+
+    return collate_episodes(batch)
+
+
+@torch.no_grad()
+def evaluate(
+    model: FewShotSegmenter,
+    episodes,
+    *,
+    batch_size: int = 8,
+    device: torch.device | str | None = None,
+    progress: bool = True,
+    amp: bool = True,
+    num_workers: int = 0,
+    feature_cache=None,
+) -> dict[str, Any]:
+    """Score ``model`` on a test ``EpisodeDataset``; returns fractions (mIoU, FB-IoU, per-class IoU, counts).
+
+    The episodes must carry ``query_label_original`` and ``query_valid_hw`` (test-split episodes do). With a
+    frozen backbone, a :class:`~dpcn_lite.feature_cache.FeatureCache` (float32 = identical numbers) runs the
+    backbone once per test image instead of once per episode.
+    """
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    metric = FewShotIoU(episodes.classes)
+    loader = DataLoader(episodes, batch_size=batch_size, shuffle=False, collate_fn=_collate, num_workers=num_workers)
+    use_amp = amp and device.type == "cuda"
+    try:
+        for batch in tqdm(loader, desc="evaluating", leave=False, disable=not progress):
+            if "query_label_original" not in batch:
+                raise ValueError("Evaluation needs test-split episodes (with query_label_original and query_valid_hw).")
+            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+                if feature_cache is not None:
+                    features = feature_cache.episode_features(_to_device(batch, device))
+                    logits = model.forward_features(features.query, features.support, batch["support_masks"].to(device),
+                                                    tuple(batch["query_image"].shape[-2:])).logits
+                else:
+                    logits = model(batch["query_image"].to(device), batch["support_images"].to(device),
+                                   batch["support_masks"].to(device)).logits
+            for i, label in enumerate(batch["query_label_original"]):
+                prediction = prediction_at_original_size(logits[i], batch["query_valid_hw"][i], label.shape[-2:])
+                metric.update(prediction.cpu(), label, int(batch["class_id"][i]))
+    finally:
+        model.train(was_training)
+    result = metric.compute()
+    result["seed"] = episodes.seed
+    result["shots"] = episodes.shots
+    result["fold"] = episodes.fold
+    return result
+
+
+def evaluate_seeds(
+    model: FewShotSegmenter,
+    make_test_episodes,
+    seeds: Sequence[int],
+    **evaluate_options: Any,
+) -> dict[str, Any]:
+    """Evaluate on one episode list per seed (``make_test_episodes(seed)``) and report mean ± std over seeds.
+
+    Returns the per-seed results and, at the top level, the mean (and sample std) of mIoU, FB-IoU and each class IoU,
+    all in percent.
+    """
+    if not seeds:
+        raise ValueError("Give at least one evaluation seed.")
+    runs = [evaluate(model, make_test_episodes(int(seed)), **evaluate_options) for seed in seeds]
+    return summarise_runs(runs)
+
+
+def summarise_runs(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Percent numbers, mean ± std over the runs (one per evaluation seed)."""
+    def pct(values: list[float]) -> tuple[float, float]:
+        mean, std = mean_and_std([100.0 * v for v in values])
+        return mean, std
+
+    miou, miou_std = pct([r["mIoU"] for r in runs])
+    fbiou, fbiou_std = pct([r["FB-IoU"] for r in runs])
+    classes = list(runs[0]["per_class_IoU"])
+    per_class = {c: pct([r["per_class_IoU"][c] for r in runs])[0] for c in classes}
+    return {
+        "mIoU": miou,
+        "mIoU_std": miou_std,
+        "FB-IoU": fbiou,
+        "FB-IoU_std": fbiou_std,
+        "per_class_IoU": per_class,
+        "fg_IoU": 100.0 * sum(r["fg_IoU"] for r in runs) / len(runs),
+        "bg_IoU": 100.0 * sum(r["bg_IoU"] for r in runs) / len(runs),
+        "episodes": runs[0]["episodes"],
+        "eval_seeds": [r["seed"] for r in runs],
+        "shots": runs[0]["shots"],
+        "fold": runs[0]["fold"],
+        "units": "percent",
+        "per_seed": [
+            {"seed": r["seed"], "mIoU": 100.0 * r["mIoU"], "FB-IoU": 100.0 * r["FB-IoU"],
+             "per_class_IoU": {c: 100.0 * v for c, v in r["per_class_IoU"].items()},
+             "episodes_per_class": r["episodes_per_class"]}
+            for r in runs
+        ],
+    }
+
+
+@torch.no_grad()
+def prediction_rows(model: FewShotSegmenter, episodes, count: int = 4, device: torch.device | str = "cpu",
+                    class_names: Sequence[str] | None = None) -> list[dict]:
+    """The first ``count`` episodes as rows for :func:`dpcn_lite.viz.training.plot_predictions`."""
+    from dpcn_lite.viz.training import denormalize
+
+    model.eval()
+    mean, std = model.normalization
+    rows = []
+    for index in range(min(count, len(episodes))):
+        episode = episodes[index]
+        logits = model(episode["query_image"][None].to(device), episode["support_images"][None].to(device),
+                       episode["support_masks"][None].to(device)).logits[0].cpu()
+        prediction = logits.argmax(0)
+        query_mask = episode["query_mask"]
+        # Episode IoU on the model's input grid (padding is 255 there, so it is ignored).
+        iou = episode_counts(prediction, query_mask).fg_iou
+        name = class_names[episode["class_id"] - 1] if class_names else f"class {episode['class_id']}"
+        rows.append({
+            "support_image": denormalize(episode["support_images"][0].numpy(), mean, std),
+            "support_mask": episode["support_masks"][0].numpy(),
+            "query_image": denormalize(episode["query_image"].numpy(), mean, std),
+            "query_mask": query_mask.numpy(),
+            "prediction": prediction.numpy(),
+            "caption": f"{name}\nIoU {100 * iou:.1f}" if not math.isnan(iou) else name,
+        })
+    return rows
+
+
+def write_metrics(metrics: dict[str, Any], path: str | Path) -> Path:
+    """``metrics.json``, written atomically."""
+    return atomic_write_text(json.dumps(metrics, indent=2) + "\n", path)
