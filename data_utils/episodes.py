@@ -200,12 +200,14 @@ def make_episodes(
     normalization: Normalization = IMAGENET_NORMALIZATION,
     augment: bool | None = None,
     source: SegmentationSource | None = None,
+    classes: Sequence[int] | None = None,
     **source_options: Any,
 ) -> EpisodeDataset:
     """The usual way to get episodes: a source by name, the train or test transform at ``image_size``.
 
     ``augment`` defaults to True for ``split="train"``; with False the test transform (resize + pad) is used.
     For the synthetic source ``image_size`` is also the rendering size unless ``source_options`` say otherwise.
+    ``classes`` restricts episodes to some of the fold's classes (see ``EpisodeDataset``).
     """
     if source is None:
         if dataset == "synthetic":
@@ -214,4 +216,5 @@ def make_episodes(
     if augment is None:
         augment = split == "train"
     transform: EpisodeTransform = (train_transform if augment else test_transform)(image_size, normalization)
-    return EpisodeDataset(source, fold, split, shots, episodes=episodes, seed=seed, transform=transform)
+    return EpisodeDataset(source, fold, split, shots, episodes=episodes, seed=seed, transform=transform,
+                          classes=classes)

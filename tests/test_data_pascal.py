@@ -1,0 +1,80 @@
+"""PASCAL-5i on fixture files in the real VOC/SBD layout: list derivation, 2,048-pixel rule, loading, episodes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from data_fixtures import PASCAL_IMAGES, box_label, write_pascal_fixture
+
+from data_utils.episodes import EpisodeDataset, make_episodes
+from data_utils.pascal import PascalSource, derive_pascal_lists
+from data_utils.validation import DataError, DatasetNotFoundError
+
+
+@pytest.fixture()
+def root(tmp_path):
+    write_pascal_fixture(tmp_path)
+    derive_pascal_lists(tmp_path)
+    return tmp_path
+
+
+def test_lists_follow_the_pfenet_protocol(root):
+    lists_dir = root / "lists" / "pascal"
+    train = lists_dir.joinpath("train.txt").read_text().split()
+    test = lists_dir.joinpath("test.txt").read_text().split()
+    # VOC train ∪ SBD train, minus VOC val, no duplicates; test = VOC val
+    assert train == ["2007_000001", "2007_000002", "2008_000005"]
+    assert test == ["2007_000003", "2007_000004", "2008_000006", "2008_000007"]
+
+
+def test_2048_pixel_rule_decides_which_images_count_for_a_class(root):
+    source = PascalSource(root=root)
+    train = source.class_index("train")
+    assert train[1] == ["2007_000001", "2008_000005"]  # 2007_000002 holds 1,600 aeroplane pixels only
+    assert train[15] == []  # the 400-pixel person does not count
+    test = source.class_index("test")
+    assert test[1] == ["2007_000003", "2007_000004", "2008_000007"] and test[3] == ["2008_000006"]
+    assert test[2] == []
+    # the index is written next to the lists and reused
+    assert (root / "lists" / "pascal" / "class_index_test.json").is_file()
+    assert PascalSource(root=root).class_index("test") == test
+
+
+def test_load_returns_class_indices_from_palette_pngs(root):
+    image, label = PascalSource(root=root).load("2008_000005")
+    h, w, boxes = PASCAL_IMAGES["2008_000005"]
+    assert image.shape == (h, w, 3) and image.dtype == np.uint8
+    assert np.array_equal(label, box_label(h, w, boxes))  # indices, not palette colours; 255 outline kept
+
+
+def test_test_episodes_on_pascal_keep_the_original_size_label(root):
+    ds = make_episodes("pascal", fold=0, split="test", shots=1, image_size=64, episodes=6, root=str(root),
+                       classes=[1])
+    for i in range(6):
+        ep = ds[i]
+        assert ep["class_id"] == 1 and ep["query_id"] not in ep["support_ids"]
+        h, w, _ = PASCAL_IMAGES[ep["query_id"]]
+        assert ep["query_label_original"].shape == (h, w)
+        assert ep["query_image"].shape == (3, 64, 64)
+        assert ep["query_valid_hw"] == (51, 64)
+        assert set(ep["query_label_original"].unique().tolist()) <= {0, 1, 255}
+
+
+def test_too_few_images_for_k_shots_is_a_clear_error(root):
+    with pytest.raises(DataError, match="at least 4 usable images"):
+        EpisodeDataset(PascalSource(root=root), fold=0, split="test", shots=3)
+
+
+def test_missing_data_names_the_prepare_command(tmp_path):
+    with pytest.raises(DatasetNotFoundError, match="python -m data_utils.prepare pascal"):
+        PascalSource(root=tmp_path)
+    write_pascal_fixture(tmp_path)  # data present but lists not derived yet
+    with pytest.raises(DatasetNotFoundError, match="python -m data_utils.prepare pascal"):
+        PascalSource(root=tmp_path).image_ids("train")
+
+
+def test_missing_mask_for_a_listed_image_is_an_error(tmp_path):
+    write_pascal_fixture(tmp_path)
+    (tmp_path / "VOCdevkit/VOC2012/SegmentationClassAug/2008_000005.png").unlink()
+    with pytest.raises(DataError, match="lack a JPEG or a SegmentationClassAug mask"):
+        derive_pascal_lists(tmp_path)
