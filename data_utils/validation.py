@@ -75,7 +75,7 @@ def read_rgb_image(path: str | Path) -> np.ndarray:
         )
     if img.mode != "RGB":
         img = img.convert("RGB")
-    return np.asarray(img, dtype=np.uint8)
+    return np.array(img, dtype=np.uint8)  # a writable copy
 
 
 def read_label(path: str | Path, num_classes: int) -> np.ndarray:
@@ -86,7 +86,7 @@ def read_label(path: str | Path, num_classes: int) -> np.ndarray:
             f"{path} has pixel mode {img.mode!r}; masks must be 8-bit single-channel PNGs (palette or grey) holding "
             f"class indices 0..{num_classes} and {IGNORE_INDEX}. Colour-coded (RGB) and 16-bit masks are not accepted."
         )
-    label = np.asarray(img, dtype=np.uint8)
+    label = np.array(img, dtype=np.uint8)
     check_label_values(label, num_classes, source=str(path))
     return label
 
