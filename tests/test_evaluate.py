@@ -1,0 +1,77 @@
+"""Evaluation on real test episodes: original-resolution labels, ignore pixels, ΣI/ΣU per class, seeds."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+
+from dpcn_lite.config import get_preset
+from dpcn_lite.evaluate import evaluate, evaluate_seeds
+from dpcn_lite.feature_cache import FeatureCache
+from dpcn_lite.model import DPCN
+from dpcn_lite.train import make_episodes, resolve_config
+
+
+class AlwaysForeground(nn.Module):
+    """Predicts foreground everywhere: its IoU can be counted from the labels alone."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.anchor = nn.Parameter(torch.zeros(()))
+
+    def forward(self, query_image, support_images, support_masks):
+        logits = torch.zeros(query_image.shape[0], 2, *query_image.shape[-2:])
+        logits[:, 1] = 1.0
+        return type("Output", (), {"logits": logits})
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return resolve_config("tiny", synthetic_images_per_class=4, model_overrides={"train_layer4": False})
+
+
+def test_always_foreground_scores_foreground_pixels_over_valid_pixels(cfg) -> None:
+    episodes = make_episodes(cfg, "test", seed=0, episodes=12)
+    result = evaluate(AlwaysForeground(), episodes, batch_size=5, progress=False)
+    foreground: dict[int, int] = {}
+    valid: dict[int, int] = {}
+    for i in range(len(episodes)):
+        episode = episodes[i]
+        label = episode["query_label_original"]
+        c = episode["class_id"]
+        foreground[c] = foreground.get(c, 0) + int((label == 1).sum())
+        valid[c] = valid.get(c, 0) + int((label != 255).sum())
+    expected = {str(c): foreground[c] / valid[c] for c in foreground}
+    assert {c: v for c, v in result["per_class_IoU"].items() if c in expected} == pytest.approx(expected)
+    assert result["mIoU"] == pytest.approx(sum(expected.values()) / len(expected))
+    # background is never predicted: its IoU is 0, so FB-IoU is half the pooled foreground IoU
+    assert result["bg_IoU"] == 0.0
+    assert result["FB-IoU"] == pytest.approx(sum(foreground.values()) / sum(valid.values()) / 2)
+    assert result["episodes"] == 12 and result["shots"] == 1 and result["fold"] == 0
+
+
+def test_feature_cache_evaluation_matches_the_full_model(cfg) -> None:
+    torch.manual_seed(0)
+    model = DPCN(get_preset("tiny", train_layer4=False)).eval()
+    episodes = make_episodes(cfg, "test", seed=1, episodes=6)
+    direct = evaluate(model, episodes, batch_size=3, progress=False)
+    cached = evaluate(model, episodes, batch_size=3, progress=False,
+                      feature_cache=FeatureCache(model, dtype=torch.float32))
+    assert cached["per_class_IoU"] == pytest.approx(direct["per_class_IoU"], abs=1e-9, nan_ok=True)
+    assert cached["FB-IoU"] == pytest.approx(direct["FB-IoU"])
+
+
+def test_several_seeds_report_mean_and_std_in_percent(cfg) -> None:
+    result = evaluate_seeds(AlwaysForeground(), lambda seed: make_episodes(cfg, "test", seed=seed, episodes=5),
+                            seeds=[0, 1, 2], batch_size=5, progress=False)
+    per_seed = [r["mIoU"] for r in result["per_seed"]]
+    assert result["mIoU"] == pytest.approx(sum(per_seed) / 3)
+    assert result["mIoU_std"] == pytest.approx(torch.tensor(per_seed, dtype=torch.float64).std().item())
+    assert result["eval_seeds"] == [0, 1, 2] and result["units"] == "percent"
+    assert 0 < result["mIoU"] <= 100
+
+
+def test_training_episodes_are_refused(cfg) -> None:
+    with pytest.raises(ValueError, match="test-split"):
+        evaluate(AlwaysForeground(), make_episodes(cfg, "train", seed=0, episodes=2), progress=False)

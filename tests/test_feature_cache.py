@@ -1,0 +1,76 @@
+"""Training from cached backbone features is the same computation as training through the frozen backbone."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from data_utils.episodes import collate_episodes
+from dpcn_lite.config import get_preset
+from dpcn_lite.feature_cache import FeatureCache
+from dpcn_lite.model import DPCN
+from dpcn_lite.train import make_episodes, resolve_config
+
+
+@pytest.fixture(scope="module")
+def batch() -> dict:
+    cfg = resolve_config("tiny", synthetic_images_per_class=3, model_overrides={"train_layer4": False})
+    episodes = make_episodes(cfg, "train", seed=0, episodes=3)
+    return collate_episodes([episodes[i] for i in range(3)])
+
+
+def frozen_model() -> DPCN:
+    torch.manual_seed(0)
+    return DPCN(get_preset("tiny", train_layer4=False)).train()
+
+
+def test_cached_features_give_the_same_loss_and_gradients_as_the_backbone(batch: dict) -> None:
+    model = frozen_model()
+    cache = FeatureCache(model, dtype=torch.float32)
+
+    torch.manual_seed(1)  # the same dropout masks in both passes
+    through_backbone = model.loss(batch)
+    through_backbone["loss"].backward()
+    expected_grads = [p.grad.clone() for p in model.parameters() if p.requires_grad]
+    model.zero_grad()
+
+    features = cache.episode_features(batch)
+    torch.manual_seed(1)
+    from_cache = model.loss(batch, features=features)
+    from_cache["loss"].backward()
+    assert from_cache["loss"].item() == pytest.approx(through_backbone["loss"].item(), rel=1e-6)
+    assert from_cache["main"].item() == pytest.approx(through_backbone["main"].item(), rel=1e-6)
+    for expected, p in zip(expected_grads, (p for p in model.parameters() if p.requires_grad)):
+        torch.testing.assert_close(p.grad, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_each_image_runs_through_the_backbone_once(batch: dict) -> None:
+    model = frozen_model()
+    cache = FeatureCache(model)
+    calls = []
+    model.backbone.register_forward_hook(lambda module, inputs, output: calls.append(inputs[0].shape[0]))
+    cache.episode_features(batch)
+    unique_ids = set(batch["query_id"]) | {i for ids in batch["support_ids"] for i in ids}
+    assert sum(calls) == len(unique_ids)
+    assert len(cache) == len(unique_ids)
+    calls.clear()
+    features = cache.episode_features(batch)
+    assert calls == []  # second time: all hits
+    assert cache.hits == 2 * len(batch["query_id"]) and features.support.mid.dim() == 5
+
+
+def test_float16_storage_changes_the_loss_only_slightly(batch: dict) -> None:
+    model = frozen_model().eval()
+    exact = model.loss(batch, features=FeatureCache(model, torch.float32).episode_features(batch))["main"]
+    half = model.loss(batch, features=FeatureCache(model, torch.float16).episode_features(batch))["main"]
+    assert half.item() == pytest.approx(exact.item(), rel=1e-2)
+
+
+def test_a_trainable_backbone_cannot_be_cached() -> None:
+    with pytest.raises(ValueError, match="frozen backbone"):
+        FeatureCache(DPCN(get_preset("tiny", train_layer4=True)))
+
+
+def test_lookup_of_an_unseen_image_is_a_clear_error() -> None:
+    with pytest.raises(KeyError, match="not cached"):
+        FeatureCache(frozen_model()).lookup(["train-00000"])

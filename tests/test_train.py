@@ -1,0 +1,107 @@
+"""The training loop: exact resume, the poly schedule with the explicit LR scale, DDP's single-process path."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from dpcn_lite.checkpoint import load_checkpoint
+from dpcn_lite.evaluate import evaluate
+from dpcn_lite.train import TrainConfig, make_episodes, resolve_config, train
+
+
+def tiny_config(**overrides) -> TrainConfig:
+    """A few steps on a small synthetic pool: seconds on a laptop."""
+    values = dict(epochs=2, episodes_per_epoch=4, batch_size=2, synthetic_images_per_class=4, eval_episodes=6)
+    values.update(overrides)
+    return resolve_config("tiny", **values)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def _stop_after_first_epoch(row: dict) -> None:
+    if row["epoch"] == 1:
+        raise Interrupt
+
+
+def _metrics(model, cfg: TrainConfig) -> dict:
+    return evaluate(model, make_episodes(cfg, "test", seed=0, episodes=cfg.eval_episodes), batch_size=3, progress=False)
+
+
+def test_resuming_an_interrupted_run_gives_the_same_model_and_metrics(tmp_path: Path) -> None:
+    cfg = tiny_config()
+    straight = train(cfg, tmp_path / "straight", progress=False)
+
+    with pytest.raises(Interrupt):
+        train(cfg, tmp_path / "interrupted", progress=False, on_epoch_end=_stop_after_first_epoch)
+    assert load_checkpoint(tmp_path / "interrupted" / "checkpoint.pt")["epoch"] == 1
+    resumed = train(cfg, tmp_path / "interrupted", resume=True, progress=False)
+
+    for (name, a), (_, b) in zip(straight.model.state_dict().items(), resumed.model.state_dict().items()):
+        assert torch.equal(a, b), f"{name} differs after resume"
+    assert [r["loss"] for r in resumed.history] == [r["loss"] for r in straight.history]
+    assert _metrics(resumed.model, cfg) == _metrics(straight.model, cfg)
+    # the log holds each epoch once, as in the uninterrupted run
+    logged = [json.loads(line) for line in (tmp_path / "interrupted" / "history.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in logged] == [1, 2]
+
+
+def test_resume_refuses_a_run_with_different_settings(tmp_path: Path) -> None:
+    train(tiny_config(epochs=1), tmp_path, progress=False)
+    with pytest.raises(ValueError, match="different"):
+        train(tiny_config(epochs=1, base_lr=0.5), tmp_path, resume=True, progress=False)
+
+
+def test_poly_schedule_with_explicit_lr_scale(tmp_path: Path) -> None:
+    cfg = tiny_config(epochs=2, episodes_per_epoch=6, base_lr=0.002, lr_scale=10.0)
+    result = train(cfg, tmp_path, progress=False)
+    total = 2 * 3  # epochs x steps per epoch (6 episodes / batch 2)
+    first = result.history[0]
+    assert first["iteration"] == 3
+    assert first["lr"] == pytest.approx(0.002 * 10.0 * (1 - 3 / total) ** 0.9)
+    assert result.history[-1]["lr"] == pytest.approx(0.0)
+    resolved = json.loads((tmp_path / "config.json").read_text())
+    assert resolved["effective_lr"] == pytest.approx(0.02)
+    optimizer = load_checkpoint(tmp_path / "checkpoint.pt")["optimizer_state"]
+    assert optimizer["param_groups"][0]["momentum"] == 0.9
+    assert optimizer["param_groups"][0]["weight_decay"] == 1e-4
+
+
+def test_training_lowers_the_loss_on_a_fixed_pool(tmp_path: Path) -> None:
+    cfg = tiny_config(epochs=6, episodes_per_epoch=8, base_lr=0.05)
+    history = train(cfg, None, progress=False).history
+    assert history[-1]["main"] < history[0]["main"]
+
+
+def test_paper_presets_follow_the_paper() -> None:
+    pascal = resolve_config("paper", "pascal")
+    coco = resolve_config("paper", "coco")
+    assert (pascal.base_lr, pascal.batch_size, pascal.epochs, pascal.lr_scale) == (0.005, 8, 200, 1.0)
+    assert (coco.base_lr, coco.batch_size, coco.epochs) == (0.002, 32, 50)
+    assert coco.model_config().train_layer4 is False and coco.model_config().sam_windows == ((1, 1),)
+    assert pascal.model_config().train_layer4 is True
+
+
+def test_bad_settings_are_clear_errors() -> None:
+    with pytest.raises(ValueError, match="model="):
+        resolve_config("tiny", model="unet")
+    with pytest.raises(ValueError, match="shots"):
+        resolve_config("tiny", shots=0)
+    with pytest.raises(ValueError, match="preset"):
+        resolve_config("huge")
+
+
+def test_single_process_ddp_through_torchrun_variables(tmp_path: Path, monkeypatch) -> None:
+    import torch.distributed as dist
+
+    for name, value in {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
+                        "MASTER_PORT": "29533"}.items():
+        monkeypatch.setenv(name, value)
+    result = train(tiny_config(epochs=1), tmp_path, progress=False, device="cpu")
+    assert len(result.history) == 1 and (tmp_path / "checkpoint.pt").is_file()
+    assert not dist.is_initialized()  # the loop cleans up the process group it created
