@@ -82,7 +82,8 @@ def ci_environment(scratch_dir: str | os.PathLike[str], base: dict[str, str] | N
             "MKL_NUM_THREADS": str(CI_THREADS),
             "PYTHONHASHSEED": "0",
             FAST_ENV: "1",
-            # tqdm reads TQDM_* variables as defaults: no bars, so nothing rate-dependent reaches a stored output.
+            # Plain tqdm reads TQDM_* variables as defaults: no text bars on stderr. (Notebook bars are widgets whose
+            # stored text is their first frame, so they compare fine either way.)
             "TQDM_DISABLE": "1",
         }
     )
