@@ -1,0 +1,122 @@
+"""Pictures of the data: one episode (supports and query with their masks) and a one-example-per-class gallery.
+
+Every helper draws one PNG figure with :func:`dpcn_lite.viz.overlay_mask` and ends with
+:func:`dpcn_lite.viz.finish` (shown inline, or saved when ``path`` is given); they return None.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from dpcn_lite.viz import finish, overlay_mask
+
+PathLike = str | Path | None
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _figure(ncols: int, nrows: int = 1, size: float = 2.4):
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return fig, axes
+
+
+def to_display(image: torch.Tensor | np.ndarray, mean: Sequence[float] = IMAGENET_MEAN,
+               std: Sequence[float] = IMAGENET_STD) -> np.ndarray:
+    """``HxWx3`` in [0, 1]: undo the normalisation of a ``3xHxW`` tensor, or scale a ``uint8 HxWx3`` array."""
+    if isinstance(image, torch.Tensor):
+        array = image.detach().float().cpu().numpy().transpose(1, 2, 0)
+        array = array * np.asarray(std, np.float32) + np.asarray(mean, np.float32)
+    else:
+        array = np.asarray(image, np.float32)
+        if array.max() > 1.0:
+            array = array / 255.0
+    return np.clip(array, 0.0, 1.0)
+
+
+def show_episode(
+    episode: Mapping[str, Any],
+    class_names: Sequence[str] | None = None,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+    path: PathLike = None,
+) -> None:
+    """The K supports and the query of one episode (an ``EpisodeDataset`` item), masks overlaid (ignore in white).
+
+    Pass the ``mean``/``std`` of the normalisation the episode was made with (ImageNet by default).
+    """
+    supports = episode["support_images"]
+    masks = episode["support_masks"]
+    shots = supports.shape[0]
+    fig, axes = _figure(shots + 1)
+    for k in range(shots):
+        axes[0, k].imshow(overlay_mask(to_display(supports[k], mean, std), _numpy_mask(masks[k])))
+        axes[0, k].set_title(f"support {k + 1}: {episode['support_ids'][k]}", fontsize=8)
+    axes[0, shots].imshow(overlay_mask(to_display(episode["query_image"], mean, std),
+                                       _numpy_mask(episode["query_mask"])))
+    axes[0, shots].set_title(f"query: {episode['query_id']}", fontsize=8)
+    class_id = int(episode["class_id"])
+    name = class_names[class_id - 1] if class_names is not None else f"class {class_id}"
+    fig.suptitle(f"{shots}-shot episode, target: {name}", fontsize=10)
+    fig.tight_layout()
+    finish(fig, path)
+
+
+def _numpy_mask(mask: torch.Tensor | np.ndarray) -> np.ndarray:
+    return mask.cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
+
+
+def dim_outside(image: np.ndarray, mask: np.ndarray, factor: float = 0.35) -> np.ndarray:
+    """Darken everything that is not the target (mask != 1), so the target and its holes stand out."""
+    out = image.copy()
+    out[np.asarray(mask) != 1] *= factor
+    return out
+
+
+def class_examples(source: Any, split: str = "train", candidates: int = 6) -> dict[int, str]:
+    """One image id per class: of the first ``candidates`` qualifying images, the one where the class is largest."""
+    index = source.class_index(split)
+    chosen = {}
+    for class_id in range(1, source.num_classes + 1):
+        ids = index[class_id][:candidates]
+        if ids:
+            chosen[class_id] = max(ids, key=lambda i: int((source.load_label(i) == class_id).sum()))
+    return chosen
+
+
+def show_class_gallery(
+    source: Any,
+    split: str = "train",
+    folds: int = 4,
+    path: PathLike = None,
+    size: float = 2.3,
+) -> None:
+    """One example per class, target class overlaid; one row per fold (classes 5i+1..5i+5 style folds)."""
+    from data_utils.episodes import binarize
+
+    examples = class_examples(source, split)
+    per_fold = source.num_classes // folds
+    fig, axes = _figure(per_fold, folds, size=size)
+    for fold in range(folds):
+        for position, class_id in enumerate(source.fold_classes(fold, "test")):
+            ax = axes[fold, position]
+            if class_id not in examples:
+                ax.set_title(f"{class_id}: (no example)", fontsize=8)
+                continue
+            image, label = source.load(examples[class_id])
+            mask = binarize(label, class_id)
+            ax.imshow(overlay_mask(dim_outside(to_display(image), mask), mask, alpha=0.35))
+            ax.set_title(f"{class_id} · {source.class_name(class_id)}", fontsize=9)
+            if position == 0:
+                ax.set_ylabel(f"fold {fold}", fontsize=11, fontweight="bold")
+    fig.suptitle(f"{source.name}: one {split} example per class (target bright and tinted, rest dimmed, ignore band white)", fontsize=11)
+    fig.tight_layout()
+    finish(fig, path)

@@ -1,0 +1,35 @@
+"""Episode and gallery pictures are drawn, saved as PNG and return nothing."""
+
+from __future__ import annotations
+
+import matplotlib
+import numpy as np
+from PIL import Image
+
+from data_utils.episodes import make_episodes
+from data_utils.synthetic import SyntheticSource
+from dpcn_lite.viz.episodes import dim_outside, show_class_gallery, show_episode, to_display
+
+matplotlib.use("Agg")
+
+
+def test_show_episode_and_gallery_write_pngs(tmp_path):
+    source = SyntheticSource(image_size=64, images_per_class={"train": 6, "test": 4})
+    episode = make_episodes("synthetic", fold=1, split="test", shots=2, image_size=64, episodes=2, source=source)[0]
+    assert show_episode(episode, class_names=source.classes, path=tmp_path / "ep.png") is None
+    assert show_class_gallery(source, path=tmp_path / "gallery.png") is None
+    for name in ("ep.png", "gallery.png"):
+        with Image.open(tmp_path / name) as img:
+            assert img.format == "PNG" and img.size[0] > 200
+
+
+def test_display_helpers_undo_normalisation_and_dim_background():
+    episode = make_episodes("synthetic", fold=0, split="test", shots=1, image_size=64, episodes=1,
+                            source=SyntheticSource(image_size=64, images_per_class={"train": 6, "test": 4}))[0]
+    shown = to_display(episode["query_image"])
+    assert shown.shape == (64, 64, 3) and 0.0 <= shown.min() and shown.max() <= 1.0
+    image = np.ones((4, 4, 3), np.float32)
+    mask = np.zeros((4, 4), np.uint8)
+    mask[0, 0] = 1
+    dimmed = dim_outside(image, mask, factor=0.5)
+    assert dimmed[0, 0].tolist() == [1, 1, 1] and dimmed[1, 1].tolist() == [0.5, 0.5, 0.5]
