@@ -4,13 +4,16 @@
     python benchmarks/bench_model.py --gpu      # adds the paper preset's training step at batch 8, fp32 and AMP
     python benchmarks/bench_model.py --quick    # small sizes only (smoke run)
 
-Ratios are measured within one run, so they compare like with like on whatever machine runs this.
+Ratios are measured within one run, so they compare like with like on whatever machine runs this. Timings are the
+best of N runs (the minimum is the least disturbed by other processes on a shared CPU); training steps also report
+the median. The machine's load average at the start is recorded beside them.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -30,8 +33,8 @@ from dpcn_lite.modules.sam import activation_maps  # noqa: E402
 WINDOWS = ((5, 1), (3, 3), (1, 5))
 
 
-def timed(fn: Callable[[], object], repeats: int, warmup: int = 1, cuda: bool = False) -> float:
-    """Median wall time of ``fn`` in seconds."""
+def timed_runs(fn: Callable[[], object], repeats: int, warmup: int = 1, cuda: bool = False) -> list[float]:
+    """Sorted wall times of ``fn`` in seconds."""
     for _ in range(warmup):
         fn()
     times = []
@@ -43,7 +46,12 @@ def timed(fn: Callable[[], object], repeats: int, warmup: int = 1, cuda: bool = 
         if cuda:
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
+    return sorted(times)
+
+
+def timed(fn: Callable[[], object], repeats: int, warmup: int = 1, cuda: bool = False) -> float:
+    """Best (minimum) wall time of ``fn`` in seconds."""
+    return timed_runs(fn, repeats, warmup, cuda)[0]
 
 
 def bench_sam(side: int, channels: int, repeats: int, slow_repeats: int) -> dict:
@@ -111,10 +119,10 @@ def bench_train_step(preset: str, batch: int, size: int, repeats: int, warmup: i
         model.zero_grad(set_to_none=True)
         model.loss(data, features=features)["loss"].backward()
 
-    seconds = timed(step, repeats, warmup)
-    return {"preset": preset, "batch": batch, "image_size": size, "cached_features": cached,
-            "step_s": seconds, "per_episode_s": seconds / batch, **{f"params_{k}": v for k, v in
-                                                                     parameter_counts(model).items()}}
+    runs = timed_runs(step, repeats, warmup)
+    counts = {f"params_{k}": v for k, v in parameter_counts(model).items()}
+    return {"preset": preset, "batch": batch, "image_size": size, "cached_features": cached, "step_s": runs[0],
+            "step_median_s": runs[len(runs) // 2], "per_episode_s": runs[0] / batch, **counts}
 
 
 def bench_gpu(batch: int = 8, size: int = 473, repeats: int = 5) -> list[dict]:
@@ -139,9 +147,9 @@ def bench_gpu(batch: int = 8, size: int = 473, repeats: int = 5) -> list[dict]:
         step()
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-        seconds = timed(step, repeats, warmup=1, cuda=True)
+        runs = timed_runs(step, repeats, warmup=1, cuda=True)
         rows.append({"precision": "amp-fp16" if amp else "fp32", "batch": batch, "image_size": size,
-                     "step_s": seconds, "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30,
+                     "step_s": runs[len(runs) // 2], "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30,
                      "device": torch.cuda.get_device_name()})
         del model, optimizer
         torch.cuda.empty_cache()
@@ -167,7 +175,9 @@ def main() -> None:
     args = parser.parse_args()
 
     results: dict = {"torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine(),
-                     "processor": platform.processor() or "unknown"}
+                     "processor": platform.processor() or "unknown",
+                     "load_average_at_start": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+                     "timing": "best of N (minimum); training steps also give the median"}
 
     sam_sizes = [(20, 320, 20, 5)] if args.quick else [(20, 320, 20, 5), (60, 2048, 3, 1)]
     results["sam"] = [bench_sam(side, ch, reps, slow) for side, ch, reps, slow in sam_sizes]
@@ -189,7 +199,7 @@ def main() -> None:
         steps.append(bench_train_step("paper", 1, 473, 2, 1, pretrained=False))
     results["train_step_cpu"] = steps
     print_table("Forward + backward (main + reverse loss), CPU", steps,
-                ["preset", "batch", "image_size", "cached_features", "step_s", "per_episode_s"])
+                ["preset", "batch", "image_size", "cached_features", "step_s", "step_median_s", "per_episode_s"])
     counts = [{"preset": s["preset"], **{k[7:]: v for k, v in s.items() if k.startswith("params_")}}
               for s in steps if not s["cached_features"]]
     if args.quick:
