@@ -460,3 +460,56 @@ def test_solution_tag_and_markers_must_go_together() -> None:
     nb = good_notebook()
     nb.cells[5].source = nb.cells[5].source.replace("    ### END SOLUTION", "")
     assert any("never closed" in p for p in check_solutions(nb))
+
+
+# ------------------------------------------------------------------------ the CI environment and the refresh command
+
+
+def test_ci_environment_pins_what_changes_outputs(tmp_path: Path) -> None:
+    from dpcn_lite.course import ci_environment
+
+    env = ci_environment(tmp_path, base={"MPLBACKEND": "Agg", "HOME": "/somewhere", "DPCN_FAST": "0"})
+    assert env["CUDA_VISIBLE_DEVICES"] == "" and env["OMP_NUM_THREADS"] == "2" and env["PYTHONHASHSEED"] == "0"
+    assert env["DPCN_FAST"] == "1" and "MPLBACKEND" not in env and env["HOME"] == "/somewhere"
+    for name in ("IPYTHONDIR", "JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR", "MPLCONFIGDIR"):
+        assert Path(env[name]).is_dir() and Path(env[name]).is_relative_to(tmp_path), name
+
+
+def test_pick_follows_the_fast_mode_switch(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dpcn_lite.course import pick
+
+    monkeypatch.setenv("DPCN_FAST", "1")
+    assert pick(fast=3, full=300) == 3
+    monkeypatch.setenv("DPCN_FAST", "0")
+    assert pick(fast=3, full=300) == 300
+
+
+def test_refresh_executes_in_the_ci_environment_and_writes_cleanly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One small real run of scripts/refresh_notebooks.py (a kernel start, about 2 s)."""
+    import refresh_notebooks
+
+    monkeypatch.setenv("MPLBACKEND", "Agg")  # must not reach the kernel: it would drop inline figures
+
+    cells = [
+        new_code_cell("import os, sys", metadata={"tags": ["colab", "nbval-skip"]}, execution_count=9),
+        new_code_cell("import os\nfor k in ('DPCN_FAST', 'CUDA_VISIBLE_DEVICES', 'OMP_NUM_THREADS'):\n"
+                      "    print(k, repr(os.environ.get(k)))", execution_count=5, metadata={"collapsed": True}),
+        new_code_cell("print('inline' in os.environ.get('MPLBACKEND', 'inline'))", execution_count=2),
+    ]  # fmt: skip
+    cells[1].outputs = [new_output("stream", name="stdout", text="stale\n")]
+    path = tmp_path / "42_refresh.ipynb"
+    nbformat.write(new_notebook(cells=cells, metadata={"widgets": {"state": {}}, "kernelspec": {"name": "other", "display_name": "Other"}}), path)
+
+    assert refresh_notebooks.main([str(path), "--no-student-copies"]) == 0
+    nb = nbformat.read(path, as_version=4)
+    skipped, env_cell, backend_cell = (c for c in nb.cells if c.cell_type == "code")
+    assert skipped.execution_count is None and skipped.outputs == []
+    assert [env_cell.execution_count, backend_cell.execution_count] == [1, 2]
+    assert env_cell.outputs[0].text == "DPCN_FAST '1'\nCUDA_VISIBLE_DEVICES ''\nOMP_NUM_THREADS '2'\n"
+    assert backend_cell.outputs[0].text == "True\n"
+    assert check_clean_metadata(nb) == [] and nb.metadata.kernelspec.name == "python3"
+    written = path.read_text()
+    assert refresh_notebooks.main([str(path), "--no-student-copies"]) == 0
+    assert path.read_text() == written, "a second refresh must change nothing"
