@@ -103,6 +103,17 @@ class FewShotSegmenter(nn.Module):
         """(mean, std) on a 0-1 pixel scale that the backbone expects; data transforms must use the same."""
         return tuple(self.backbone.mean), tuple(self.backbone.std)
 
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """The parameters an optimiser should see (the head, plus the backbone's last stage when trainable)."""
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Parameter counts: ``total``, ``trainable``, ``backbone`` and ``head`` (everything outside the backbone)."""
+        total = sum(p.numel() for p in self.parameters())
+        backbone = sum(p.numel() for p in self.backbone.parameters())
+        trainable = sum(p.numel() for p in self.trainable_parameters())
+        return {"total": total, "trainable": trainable, "backbone": backbone, "head": total - backbone}
+
     def train(self, mode: bool = True) -> "FewShotSegmenter":
         super().train(mode)
         self.backbone.train(mode)  # keeps the backbone's BatchNorm statistics frozen

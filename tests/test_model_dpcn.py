@@ -302,3 +302,12 @@ def test_k_shot_fusion_rules(fusion: str) -> None:
     assert predicted.tolist() == expected.long().tolist()
     if fusion != "pool":
         assert out.intermediates["shot_probabilities"].shape == (1, 3, 8, 8)
+
+
+def test_parameter_bookkeeping_matches_the_modules() -> None:
+    model = _model(train_layer4=True)
+    counts = model.parameter_counts()
+    assert counts["total"] == counts["backbone"] + counts["head"]
+    high = sum(p.numel() for p in model.backbone.high_stage.parameters())
+    assert counts["trainable"] == counts["head"] + high
+    assert {id(p) for p in model.trainable_parameters()} == {id(p) for p in model.parameters() if p.requires_grad}
