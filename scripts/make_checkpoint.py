@@ -1,0 +1,82 @@
+"""Make the small trained checkpoint shipped with the package: ``dpcn_lite/checkpoints/cpu-synthetic-fold0.pt``.
+
+Trains the cpu preset (DPCN, synthetic fold 0, 1-shot, seed 0: exactly the README's main job), or reuses a finished
+run of it, and stores only what the frozen pretrained backbone cannot rebuild: the head's weights, the configs and the
+run's metrics. The sha256 goes into the JSON beside it; ``dpcn_lite.checkpoint.load_pretrained`` checks it.
+
+    python scripts/make_checkpoint.py                              # trains (about as long as the main job)
+    python scripts/make_checkpoint.py --from-run runs/quickstart   # reuses a finished main-job run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from dpcn_lite.checkpoint import PACKAGE_CHECKPOINTS, atomic_save, atomic_write_text, load_checkpoint, sha256_of
+from dpcn_lite.train import CHECKPOINT_FORMAT, TrainConfig, build_model_from_checkpoint, head_only_state
+from dpcn_lite.train import resolve_config, run_experiment
+
+NAME = "cpu-synthetic-fold0"
+METRIC_KEYS = ("mIoU", "FB-IoU", "per_class_IoU", "per_class_IoU_by_name", "episodes", "shots", "fold", "seed")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--from-run", type=Path, default=None, help="a finished run of the cpu preset, fold 0, 1-shot")
+    parser.add_argument("--run-dir", type=Path, default=Path("runs") / "make-checkpoint")
+    args = parser.parse_args()
+
+    expected = resolve_config("cpu", fold=0, shots=1, seed=0)
+    run_dir = args.from_run
+    if run_dir is None:
+        run_dir = args.run_dir
+        run_experiment(expected, run_dir, resume=(run_dir / "checkpoint.pt").exists())
+    checkpoint = load_checkpoint(run_dir / "checkpoint.pt")
+    trained = TrainConfig.from_dict(checkpoint["train_config"])
+    if trained.to_dict() != expected.to_dict():
+        raise SystemExit(f"{run_dir} was not trained with the cpu preset defaults (fold 0, 1-shot, seed 0).")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    model = build_model_from_checkpoint(checkpoint)
+
+    shipped = {
+        "format": CHECKPOINT_FORMAT,
+        "model_name": checkpoint["model_name"],
+        "model_config": checkpoint["model_config"],
+        "train_config": checkpoint["train_config"],
+        "model_state": {k: v.contiguous() for k, v in head_only_state(model).items()},
+        "head_only": True,
+        "epoch": checkpoint["epoch"],
+        "iteration": checkpoint["iteration"],
+        "history": checkpoint["history"],
+    }
+    path = atomic_save(shipped, PACKAGE_CHECKPOINTS / f"{NAME}.pt")
+
+    # The shipped file must rebuild the same model: compare every weight with the trained one.
+    rebuilt = build_model_from_checkpoint(load_checkpoint(path))
+    for (name, a), (_, b) in zip(model.state_dict().items(), rebuilt.state_dict().items()):
+        if not torch.equal(a, b):
+            raise SystemExit(f"rebuilt model differs from the trained one at {name}")
+
+    record = {
+        "name": NAME,
+        "file": path.name,
+        "sha256": sha256_of(path),
+        "bytes": path.stat().st_size,
+        "made_by": "python scripts/make_checkpoint.py",
+        "model": checkpoint["model_name"],
+        "preset": "cpu",
+        "dataset": "synthetic",
+        "stored": "trainable head only; the frozen EfficientNet-Lite0 backbone is rebuilt from its installed weights",
+        "metrics_percent": {k: metrics[k] for k in METRIC_KEYS if k in metrics},
+        "torch": torch.__version__,
+    }
+    atomic_write_text(json.dumps(record, indent=2) + "\n", PACKAGE_CHECKPOINTS / f"{NAME}.json")
+    print(f"wrote {path} ({record['bytes'] / 2**20:.2f} MB), sha256 {record['sha256']}")
+
+
+if __name__ == "__main__":
+    main()
