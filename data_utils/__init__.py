@@ -2,6 +2,8 @@
 
 from .episodes import EpisodeDataset, EpisodeSpec, binarize, collate_episodes, make_episodes
 from .folds import COCO_CLASSES, NUM_FOLDS, PASCAL_CLASSES, SYNTHETIC_CLASSES, class_names, fold_classes
+from .coco import CocoSource
+from .pascal import PascalSource
 from .sources import SegmentationSource, default_data_root, get_source
 from .synthetic import SyntheticSource
 from .transforms import (
@@ -23,12 +25,14 @@ __all__ = [
     "NUM_FOLDS",
     "PASCAL_CLASSES",
     "SYNTHETIC_CLASSES",
+    "CocoSource",
     "DataError",
     "DatasetNotFoundError",
     "EpisodeDataset",
     "EpisodeSpec",
     "EpisodeTransform",
     "Normalization",
+    "PascalSource",
     "SegmentationSource",
     "SyntheticSource",
     "binarize",
