@@ -54,14 +54,26 @@ def timed(fn: Callable[[], object], repeats: int, warmup: int = 1, cuda: bool = 
     return timed_runs(fn, repeats, warmup, cuda)[0]
 
 
+class single_thread:
+    """Run micro-benchmarks on one thread: on a shared CPU, multi-threaded kernels stall whenever another process
+    takes a core, which makes small timings meaningless; one thread keeps the ratios stable."""
+
+    def __enter__(self) -> None:
+        self.threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+
+    def __exit__(self, *exc) -> None:
+        torch.set_num_threads(self.threads)
+
+
 def bench_sam(side: int, channels: int, repeats: int, slow_repeats: int) -> dict:
     """The three exact SAM formulations on one support/query pair (all three windows, forward only)."""
     torch.manual_seed(0)
     query = torch.randn(1, channels, side, side)
     support = torch.randn(1, channels, side, side)
     mask = (torch.rand(1, 1, side, side) > 0.5).float()
-    row = {"grid": f"{side}x{side}", "channels": channels}
-    with torch.no_grad():
+    row = {"grid": f"{side}x{side}", "channels": channels, "threads": 1}
+    with torch.no_grad(), single_thread():
         for method, reps, warm in (("shifted", repeats, 1), ("unfold", slow_repeats, 0), ("loop", slow_repeats, 0)):
             row[f"{method}_s"] = timed(lambda m=method: activation_maps(query, support, mask, WINDOWS, m), reps, warm)
     row["unfold_over_shifted"] = row["unfold_s"] / row["shifted_s"]
@@ -72,12 +84,12 @@ def bench_sam(side: int, channels: int, repeats: int, slow_repeats: int) -> dict
 def bench_dcm(batch: int, channels: int, side: int, size: int, repeats: int) -> dict:
     torch.manual_seed(0)
     features = torch.randn(batch, channels, side, side)
-    row = {"batch": batch, "channels": channels, "grid": f"{side}x{side}", "kernel_size": size}
-    with torch.no_grad():
+    row = {"batch": batch, "channels": channels, "grid": f"{side}x{side}", "kernel_size": size, "threads": 1}
+    with torch.no_grad(), single_thread():
         for name, shape in (("v", (size, 1)), ("h", (1, size)), ("s", (size, size))):
             kernels = torch.randn(batch, channels, *shape)
-            grouped = timed(lambda: dynamic_depthwise_conv(features, kernels), repeats)
-            loop = timed(lambda: dynamic_depthwise_conv_loop(features, kernels), repeats)
+            grouped = timed(lambda: dynamic_depthwise_conv(features, kernels), repeats, warmup=3)
+            loop = timed(lambda: dynamic_depthwise_conv_loop(features, kernels), repeats, warmup=3)
             row[f"{name}_grouped_ms"] = grouped * 1e3
             row[f"{name}_loop_ms"] = loop * 1e3
             row[f"{name}_loop_over_grouped"] = loop / grouped
@@ -177,18 +189,18 @@ def main() -> None:
     results: dict = {"torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine(),
                      "processor": platform.processor() or "unknown",
                      "load_average_at_start": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-                     "timing": "best of N (minimum); training steps also give the median"}
+                     "timing": "best of N (minimum); training steps also give the median; SAM and DCM on one thread"}
 
     sam_sizes = [(20, 320, 20, 5)] if args.quick else [(20, 320, 20, 5), (60, 2048, 3, 1)]
     results["sam"] = [bench_sam(side, ch, reps, slow) for side, ch, reps, slow in sam_sizes]
-    print_table("SAM, 3 windows, one support/query pair (forward)", results["sam"],
+    print_table("SAM, 3 windows, one support/query pair (forward, 1 thread)", results["sam"],
                 ["grid", "channels", "shifted_s", "unfold_s", "loop_s", "unfold_over_shifted", "loop_over_shifted"])
 
     dcm_sizes = [(4, 64, 20, 5)] if args.quick else [(4, 64, 20, 5), (8, 256, 60, 5)]
-    results["dcm"] = [bench_dcm(b, c, side, s, 10) for b, c, side, s in dcm_sizes]
-    print_table("DCM dynamic convolution: one grouped conv vs a per-sample loop", results["dcm"],
-                ["batch", "channels", "grid", "v_grouped_ms", "v_loop_ms", "s_grouped_ms", "s_loop_ms",
-                 "s_loop_over_grouped"])
+    results["dcm"] = [bench_dcm(b, c, side, s, 20) for b, c, side, s in dcm_sizes]
+    print_table("DCM dynamic convolution: one grouped conv vs a per-sample loop (1 thread)", results["dcm"],
+                ["batch", "channels", "grid", "v_grouped_ms", "v_loop_ms", "h_grouped_ms", "h_loop_ms",
+                 "s_grouped_ms", "s_loop_ms", "v_loop_over_grouped", "s_loop_over_grouped"])
 
     steps = [
         bench_train_step("tiny", 4, 64, 10, 2),

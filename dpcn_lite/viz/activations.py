@@ -1,8 +1,8 @@
 """Pictures of what DPCN computes inside: feature maps, activation maps, pseudo masks, kernels, branch responses.
 
-All helpers take tensors straight from ``model(..., return_intermediates=True).intermediates`` (pick one episode
-with ``index``), draw one PNG figure and end with :func:`dpcn_lite.viz.finish` (shown inline, or saved when ``path``
-is given). They return None, so a notebook cell prints nothing.
+All plotting functions take tensors straight from ``model(..., return_intermediates=True).intermediates`` (pick one
+episode with ``index``), draw one PNG figure and end with :func:`dpcn_lite.viz.finish` (shown inline, or saved when
+``path`` is given). They return None, so a notebook cell prints nothing.
 """
 
 from __future__ import annotations
