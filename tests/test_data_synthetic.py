@@ -102,3 +102,17 @@ def test_bad_ids_and_sizes_are_clear_errors(source):
         source.load("train-99999")
     with pytest.raises(ValueError, match="image_size"):
         SyntheticSource(image_size=8)
+
+
+def test_mean_colour_of_an_object_does_not_tell_its_class():
+    """A nearest-centroid classifier on objects' mean colours is near chance (1/20): colour is no shortcut."""
+
+    def objects(first: int, count: int):
+        return [(o.class_id, (np.array(o.texture.color_a) + np.array(o.texture.color_b)) / 2)
+                for j in range(first, first + count) for o in make_layout(0, "train", j, 160).objects]
+
+    fit, held_out = objects(0, 600), objects(600, 600)
+    centroids = np.stack([np.mean([c for k, c in fit if k == cls], axis=0) for cls in range(1, 21)])
+    correct = [int(np.argmin(np.linalg.norm(centroids - colour, axis=1))) + 1 == cls for cls, colour in held_out]
+    assert len(held_out) > 1500
+    assert np.mean(correct) < 0.12

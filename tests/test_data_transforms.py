@@ -105,3 +105,23 @@ def test_normalisation_is_a_parameter():
                                                 ((375, 500), 473, (355, 473))])
 def test_resized_hw(hw, size, expected):
     assert resized_hw(hw, size) == expected
+
+
+def test_rotation_and_padding_fill_mask_with_255_and_image_with_the_mean_colour():
+    image = np.full((60, 60, 3), 255, np.uint8)
+    mask = np.ones((60, 60), np.uint8)
+    tf = train_transform(64)
+    torch.manual_seed(0)
+    filled = 0
+    for _ in range(12):
+        img, msk = tf(image, mask)
+        assert set(msk.unique().tolist()) <= {1, 255}  # 255 can only come from rotation fill or padding
+        # filled pixels at least 3 px away from the object (blur and bilinear rotation smear the edge)
+        near_object = torch.nn.functional.max_pool2d((msk != 255).float()[None, None], 7, stride=1, padding=3)[0, 0]
+        fill = (msk == 255) & (near_object == 0)
+        if fill.sum() > 20:
+            filled += 1
+            # they hold the mean colour: ~0 after normalisation (the white object is far from 0)
+            assert img[:, fill].abs().max() < 0.05
+            assert img[:, msk == 1].mean() > 1.5
+    assert filled >= 2
