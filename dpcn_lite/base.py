@@ -166,7 +166,8 @@ class FewShotSegmenter(nn.Module):
                              f"{tuple(support_features.mid.shape)}).")
         b, k = support_features.mid.shape[:2]
         if support_masks.dim() != 4 or tuple(support_masks.shape[:2]) != (b, k):
-            raise ValueError(f"support_masks must be B x K x H x W = {b} x {k} x H x W, got {tuple(support_masks.shape)}.")
+            raise ValueError(
+                f"support_masks must be B x K x H x W = {b} x {k} x H x W, got {tuple(support_masks.shape)}.")
         grid = tuple(query_features.mid.shape[-2:])
         support_grid = tuple(support_features.mid.shape[-2:])
         inputs = HeadInputs(

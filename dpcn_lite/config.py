@@ -61,7 +61,8 @@ class DPCNConfig:
     dcm_kernels: tuple[str, ...] = ("v", "h", "s")
     """Subset of {"v" (S x 1), "h" (1 x S), "s" (S x S)} (paper Table 5)."""
     square_prototypes: str = "literal"
-    """Where the S^2 prototypes come from: ``literal`` = pool_{S^2}(p_s) as Eq. 6 reads; ``direct`` = pool_{S^2}(P_fg)."""
+    """Where the S^2 prototypes come from: ``literal`` = pool_{S^2}(p_s) as Eq. 6 reads;
+    ``direct`` = pool_{S^2}(P_fg)."""
     ffm_kernel_size: int = 3
     """Kernel of FFM's C -> 1 conv (assumption: 3 x 3)."""
     foreground_threshold: float = 0.5
