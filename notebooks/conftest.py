@@ -3,6 +3,8 @@
 * The kernel nbval starts for each notebook inherits ``os.environ``; we set the CI environment
   (``dpcn_lite.course.ci_environment``: CPU only, fixed threads, fast mode, scratch Jupyter folders) just while that
   kernel starts, so library tests running in the same pytest process keep the developer's environment.
+* With ``--nbval-lax`` (outputs not compared) the kernels keep the machine's environment instead: that is how the
+  course is run in full mode on a GPU (``python -m pytest --nbval-lax notebooks/``, ``DPCN_FAST`` unset).
 * ``stderr`` is not compared: warnings and progress bars write there and carry paths and rates. Exceptions are still
   failures (nbval reports ``error`` messages separately), and ``stdout`` and rich outputs are compared strictly.
 * The student copies (``notebooks/student/``) hold stubs that raise on purpose: never collected.
@@ -59,7 +61,11 @@ def pytest_collectstart(collector: pytest.Collector) -> None:
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_setup(item: pytest.Item):
     """Start each notebook's kernel inside the CI environment, then restore the process environment."""
-    if not _is_nbval_cell(item) or getattr(item.parent, "kernel", None) is not None:
+    if (
+        not _is_nbval_cell(item)
+        or getattr(item.parent, "kernel", None) is not None
+        or item.config.option.nbval_lax  # a lax run (e.g. full mode on a GPU) keeps this machine's environment
+    ):
         yield
         return
     global _scratch
