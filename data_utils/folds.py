@@ -5,6 +5,7 @@ Class indices are 1-based everywhere (0 is background, 255 is ignore), so ``PASC
 
 from __future__ import annotations
 
+import operator
 from typing import Literal
 
 NUM_FOLDS = 4
@@ -69,8 +70,13 @@ def fold_classes(
     tests {4k+i+1}; consecutive (PANet) tests 20i+1..20i+20. Training classes are all the others.
     """
     num_classes = len(class_names(dataset))
-    if isinstance(fold, bool) or not isinstance(fold, int) or not 0 <= fold < NUM_FOLDS:
+    try:
+        fold_number = operator.index(fold)  # ints and NumPy integers; floats and strings fail here
+    except TypeError:
+        fold_number = -1
+    if isinstance(fold, bool) or not 0 <= fold_number < NUM_FOLDS:
         raise ValueError(f"unknown fold {fold!r} for {dataset}: folds are 0..{NUM_FOLDS - 1}")
+    fold = fold_number
     if split not in ("test", "train"):
         raise ValueError(f"split must be 'test' or 'train', got {split!r}")
     per_fold = num_classes // NUM_FOLDS

@@ -70,6 +70,12 @@ def test_unknown_fold_is_a_clear_error(bad):
         fold_classes("pascal", bad)
 
 
+def test_numpy_integer_folds_are_accepted():
+    import numpy as np
+
+    assert fold_classes("pascal", np.int64(2)) == fold_classes("pascal", 2)
+
+
 def test_unknown_dataset_and_split_are_clear_errors():
     with pytest.raises(ValueError, match="unknown dataset"):
         fold_classes("imagenet", 0)

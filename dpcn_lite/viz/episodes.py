@@ -49,7 +49,8 @@ def show_episode(
     std: Sequence[float] = IMAGENET_STD,
     path: PathLike = None,
 ) -> None:
-    """The K supports and the query of one episode (an ``EpisodeDataset`` item), masks overlaid (ignore in white).
+    """The K supports and the query of one episode (an ``EpisodeDataset`` item): the target bright and tinted, the
+    rest dimmed, ignore pixels white.
 
     Pass the ``mean``/``std`` of the normalisation the episode was made with (ImageNet by default).
     """
@@ -58,16 +59,20 @@ def show_episode(
     shots = supports.shape[0]
     fig, axes = _figure(shots + 1)
     for k in range(shots):
-        axes[0, k].imshow(overlay_mask(to_display(supports[k], mean, std), _numpy_mask(masks[k])))
+        axes[0, k].imshow(_emphasised(to_display(supports[k], mean, std), _numpy_mask(masks[k])))
         axes[0, k].set_title(f"support {k + 1}: {episode['support_ids'][k]}", fontsize=8)
-    axes[0, shots].imshow(overlay_mask(to_display(episode["query_image"], mean, std),
-                                       _numpy_mask(episode["query_mask"])))
+    axes[0, shots].imshow(_emphasised(to_display(episode["query_image"], mean, std),
+                                      _numpy_mask(episode["query_mask"])))
     axes[0, shots].set_title(f"query: {episode['query_id']}", fontsize=8)
     class_id = int(episode["class_id"])
     name = class_names[class_id - 1] if class_names is not None else f"class {class_id}"
     fig.suptitle(f"{shots}-shot episode, target: {name}", fontsize=10)
     fig.tight_layout()
     finish(fig, path)
+
+
+def _emphasised(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    return overlay_mask(dim_outside(image, mask), mask, alpha=0.35)
 
 
 def _numpy_mask(mask: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -112,8 +117,7 @@ def show_class_gallery(
                 ax.set_title(f"{class_id}: (no example)", fontsize=8)
                 continue
             image, label = source.load(examples[class_id])
-            mask = binarize(label, class_id)
-            ax.imshow(overlay_mask(dim_outside(to_display(image), mask), mask, alpha=0.35))
+            ax.imshow(_emphasised(to_display(image), binarize(label, class_id)))
             ax.set_title(f"{class_id} · {source.class_name(class_id)}", fontsize=9)
             if position == 0:
                 ax.set_ylabel(f"fold {fold}", fontsize=11, fontweight="bold")
