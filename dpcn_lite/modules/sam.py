@@ -58,20 +58,32 @@ def correlation_unfold(support: torch.Tensor, query: torch.Tensor, window: Windo
     return torch.bmm(s.transpose(1, 2), q) / (window[0] * window[1])
 
 
+def _valid_range(offset: int, support_size: int, query_size: int) -> tuple[int, int, int, int]:
+    """Positions whose shifted partner stays on the grid: support [s0, s1) and query [q0, q1) for one axis."""
+    low = max(0, -offset)
+    return low, min(support_size, support_size - offset), low, min(query_size, query_size - offset)
+
+
 def correlation_shifted(cosine: torch.Tensor, window: Window, support_hw: tuple[int, int],
                         query_hw: tuple[int, int]) -> torch.Tensor:
-    """Fast form: mean of the cosine matrix shifted along both axes. ``cosine`` N x HsWs x HqWq -> same shape."""
+    """Fast form: mean of the cosine matrix shifted along both axes. ``cosine`` N x HsWs x HqWq -> same shape.
+
+    Corr_w[ys, xs, yq, xq] = mean over (oy, ox) in w of C[ys + oy, xs + ox, yq + oy, xq + ox] (0 off the grid).
+    Each offset adds the part of C that stays on the grid, in place, into one accumulator.
+    """
     n = cosine.shape[0]
     (hs, ws), (hq, wq) = support_hw, query_hw
-    py, px = window[0] // 2, window[1] // 2
     grid = cosine.view(n, hs, ws, hq, wq)
-    # Pad the support and query axes once; each offset is then one slice of the padded grid.
-    padded = F.pad(grid, (px, px, py, py, px, px, py, py))
-    total = None
+    total = grid.clone()  # the centre offset (0, 0)
     for oy, ox in window_offsets(window):
-        term = padded[:, py + oy : py + oy + hs, px + ox : px + ox + ws, py + oy : py + oy + hq, px + ox : px + ox + wq]
-        total = term if total is None else total + term
-    return (total / (window[0] * window[1])).reshape(n, hs * ws, hq * wq)
+        if oy == 0 and ox == 0:
+            continue
+        ys0, ys1, yq0, yq1 = _valid_range(oy, hs, hq)
+        xs0, xs1, xq0, xq1 = _valid_range(ox, ws, wq)
+        total[:, ys0:ys1, xs0:xs1, yq0:yq1, xq0:xq1] += grid[
+            :, ys0 + oy : ys1 + oy, xs0 + ox : xs1 + ox, yq0 + oy : yq1 + oy, xq0 + ox : xq1 + ox
+        ]
+    return total.div_(window[0] * window[1]).view(n, hs * ws, hq * wq)
 
 
 def activation_maps(
