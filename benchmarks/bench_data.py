@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -83,7 +84,10 @@ def main() -> None:
         "what": "synthetic episodes per second, single process, CPU, no cache; generator = rendering the K+1 images",
         "machine": {"platform": platform.platform(), "processor": platform.processor(),
                     "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
-                    "torch": torch.__version__},
+                    "torch": torch.__version__,
+                    "cpu_count": os.cpu_count(),
+                    # other work on a shared machine slows every number down: the load says how busy it was
+                    "load_average_1min_at_end": round(os.getloadavg()[0], 2)},
         "rows": rows,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
