@@ -133,6 +133,17 @@ def download(resource: Resource, folder: Path, opener: Opener = urllib.request.u
     return target
 
 
+def _safe_tar_extract(tf: tarfile.TarFile, member: tarfile.TarInfo, destination: Path) -> None:
+    """Extract one member, refusing paths that leave ``destination`` (tarfile's "data" filter where available)."""
+    try:
+        tf.extract(member, destination, filter="data")
+    except TypeError:  # Python releases before the extraction filters (3.10.11 and older)
+        target = (destination / member.name).resolve()
+        if not target.is_relative_to(destination.resolve()) or member.issym() or member.islnk():
+            raise RuntimeError(f"refusing to extract {member.name!r}: it points outside {destination}") from None
+        tf.extract(member, destination)
+
+
 def extract(archive: Path, destination: Path, members: tuple[str, ...] | None = None) -> None:
     """Unpack a tar/zip archive once (a marker file next to the archive remembers it)."""
     marker = archive.with_name(archive.name + ".extracted")
@@ -150,7 +161,7 @@ def extract(archive: Path, destination: Path, members: tuple[str, ...] | None = 
         with tarfile.open(archive) as tf:
             selected = [m for m in tf.getmembers() if members is None or m.name in members]
             for member in tqdm(selected, desc=f"extract {archive.name}", unit="file"):
-                tf.extract(member, destination, filter="data")
+                _safe_tar_extract(tf, member, destination)
     else:
         raise RuntimeError(f"{archive} is neither a zip nor a tar archive")
     if members is not None:
