@@ -12,7 +12,6 @@ arrays. The mask is the *binarised* episode mask (0/1/255) so padding and rotati
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 

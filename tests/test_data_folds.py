@@ -54,7 +54,8 @@ def test_coco_interleaved_folds_match_the_fwb_lists():
 
 
 def test_coco_consecutive_folds_start_and_end_where_panet_does():
-    ends = {0: ("person", "cow"), 1: ("elephant", "bottle"), 2: ("wine glass", "bed"), 3: ("dining table", "toothbrush")}
+    ends = {0: ("person", "cow"), 1: ("elephant", "bottle"), 2: ("wine glass", "bed"),
+            3: ("dining table", "toothbrush")}
     for f, (first, last) in ends.items():
         ids = fold_classes("coco", f, "test", "consecutive")
         assert (COCO_CLASSES[ids[0] - 1], COCO_CLASSES[ids[-1] - 1]) == (first, last)

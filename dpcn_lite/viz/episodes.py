@@ -121,6 +121,7 @@ def show_class_gallery(
             ax.set_title(f"{class_id} · {source.class_name(class_id)}", fontsize=9)
             if position == 0:
                 ax.set_ylabel(f"fold {fold}", fontsize=11, fontweight="bold")
-    fig.suptitle(f"{source.name}: one {split} example per class (target bright and tinted, rest dimmed, ignore band white)", fontsize=11)
+    fig.suptitle(f"{source.name}: one {split} example per class "
+                 "(target bright and tinted, rest dimmed, ignore band white)", fontsize=11)
     fig.tight_layout()
     finish(fig, path)
