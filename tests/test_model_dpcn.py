@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dpcn_lite.base import EpisodeFeatures, FewShotSegmenter, HeadInputs
+from dpcn_lite.base import FewShotSegmenter, HeadInputs
 from dpcn_lite.config import get_preset
 from dpcn_lite.model import DPCN
 from dpcn_lite.utils import seed_everything
