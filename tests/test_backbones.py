@@ -83,7 +83,7 @@ def _imagenet_input(image: np.ndarray, size: int = 224) -> torch.Tensor:
 
 def test_packaged_lite0_weights_are_the_real_imagenet_ones() -> None:
     """Offline: two real photos shipped with scikit-image get their ImageNet classes (cat 285, espresso 967)."""
-    skimage_data = pytest.importorskip("skimage.data")
+    import skimage.data as skimage_data  # a dev dependency: real photos shipped inside the package
     classifier = build_lite0_classifier(pretrained=True)
     batch = torch.cat([_imagenet_input(skimage_data.chelsea()), _imagenet_input(skimage_data.coffee())])
     with torch.no_grad():
