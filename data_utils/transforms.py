@@ -12,6 +12,7 @@ arrays. The mask is the *binarised* episode mask (0/1/255) so padding and rotati
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +34,20 @@ class Normalization:
 
     def mean_uint8(self) -> list[int]:
         return [int(round(m * 255)) for m in self.mean]
+
+    @classmethod
+    def of(cls, value: "Normalization | tuple[Sequence[float], Sequence[float]]") -> "Normalization":
+        """Accept a ``Normalization`` or a ``(mean, std)`` pair, such as a model's ``model.normalization``."""
+        if isinstance(value, cls):
+            return value
+        try:
+            mean, std = value
+            mean, std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
+        except (TypeError, ValueError):
+            raise TypeError(f"normalization must be a Normalization or a (mean, std) pair, got {value!r}") from None
+        if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+            raise ValueError(f"normalization needs 3 means and 3 positive stds, got mean={mean}, std={std}")
+        return cls(mean=mean, std=std)
 
 
 IMAGENET_NORMALIZATION = Normalization(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
@@ -186,6 +201,7 @@ class _ToModelInput(v2.Transform):
     def __init__(self, normalization: Normalization) -> None:
         super().__init__()
         self.to_float = v2.ToDtype(torch.float32, scale=True)
+        normalization = Normalization.of(normalization)
         self.normalize = v2.Normalize(mean=list(normalization.mean), std=list(normalization.std))
 
     def forward(self, *inputs: Any) -> Any:
@@ -222,6 +238,7 @@ class EpisodeTransform:
 
 def train_transform(size: int, normalization: Normalization = IMAGENET_NORMALIZATION) -> EpisodeTransform:
     """PFENet's training augmentation ending in a ``size x size`` crop and ``normalization``."""
+    normalization = Normalization.of(normalization)
     mean = normalization.mean_uint8()
     pipeline = v2.Compose([
         RandomScale(SCALE_RANGE),

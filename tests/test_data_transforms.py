@@ -125,3 +125,19 @@ def test_rotation_and_padding_fill_mask_with_255_and_image_with_the_mean_colour(
             assert img[:, fill].abs().max() < 0.05
             assert img[:, msk == 1].mean() > 1.5
     assert filled >= 2
+
+
+def test_a_models_mean_std_pair_is_accepted_wherever_a_normalization_is() -> None:
+    """``model.normalization`` is a plain (mean, std) pair; passing it straight to the data layer must just work."""
+    from data_utils.transforms import EFFICIENTNET_LITE_NORMALIZATION, Normalization, test_transform
+
+    pair = (EFFICIENTNET_LITE_NORMALIZATION.mean, EFFICIENTNET_LITE_NORMALIZATION.std)
+    assert Normalization.of(pair) == EFFICIENTNET_LITE_NORMALIZATION
+    image = np.full((10, 20, 3), 127, dtype=np.uint8)
+    mask = np.zeros((10, 20), dtype=np.uint8)
+    out_image, _ = test_transform(20, pair)(image, mask)
+    assert abs(float(out_image[:, :10].mean())) < 0.01  # (127/255 - mean) / std == 0
+    with pytest.raises(TypeError, match="mean, std"):
+        Normalization.of(0.5)
+    with pytest.raises(ValueError, match="positive"):
+        Normalization.of(((0.5,) * 3, (0.0,) * 3))
