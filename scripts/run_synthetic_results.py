@@ -107,8 +107,8 @@ def _figure(rows: list[dict], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--episodes-per-epoch", type=int, default=400)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--episodes-per-epoch", type=int, default=320)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--eval-episodes", type=int, default=1000)
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "synthetic-results")
@@ -131,8 +131,9 @@ def main() -> None:
     source = make_source(base)
     docs, figure = ROOT / "docs" / "results.md", ROOT / "docs" / "images" / "results_synthetic.png"
 
-    for label, row in ROWS:
-        for seed in args.seeds:
+    # Seeds outermost: if the script is stopped early, every row has at least its first seed.
+    for seed in args.seeds:
+        for label, row in ROWS:
             run_dir = args.out / f"{label.split(' (')[0].replace(' ', '-').lower()}-seed{seed}"
             if (label, seed, 1) not in done:
                 cfg = resolve_config("cpu", epochs=args.epochs, episodes_per_epoch=args.episodes_per_epoch,
