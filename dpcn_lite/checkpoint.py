@@ -29,6 +29,13 @@ import torch
 PACKAGE_CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
 
 
+def _default_file_mode() -> int:
+    """The mode a plain ``open(..., "w")`` would give (mkstemp creates 0600 files)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
     """``torch.save`` to ``path`` atomically: temp file in the same folder, fsync, then ``os.replace``."""
     path = Path(path)
@@ -39,6 +46,7 @@ def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
             torch.save(obj, file)
             file.flush()
             os.fsync(file.fileno())
+        os.chmod(temp_name, _default_file_mode())
         os.replace(temp_name, path)
     except BaseException:
         # The old checkpoint (if any) is untouched; only the partial temp file is removed.
@@ -57,6 +65,7 @@ def atomic_write_text(text: str, path: str | os.PathLike[str]) -> Path:
             file.write(text)
             file.flush()
             os.fsync(file.fileno())
+        os.chmod(temp_name, _default_file_mode())
         os.replace(temp_name, path)
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)

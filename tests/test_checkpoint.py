@@ -73,3 +73,20 @@ def test_sha256_mismatch_of_a_shipped_checkpoint_is_refused(tmp_path: Path, monk
         ckpt.verified_pretrained_path("demo")
     with pytest.raises(ValueError, match="available"):
         ckpt.pretrained_info("nope")
+
+
+def test_the_shipped_checkpoint_loads_verified_and_complete() -> None:
+    info = ckpt.pretrained_info("cpu-synthetic-fold0")
+    path = ckpt.verified_pretrained_path("cpu-synthetic-fold0")
+    assert path.stat().st_size < 10 * 2**20  # head only: a few MB
+    stored = ckpt.load_checkpoint(path)["model_state"]
+    assert not any(k.startswith("backbone.") for k in stored)
+    model = ckpt.load_pretrained("cpu-synthetic-fold0")
+    assert not model.training
+    state = model.state_dict()
+    for name, tensor in stored.items():
+        assert torch.equal(state[name], tensor), name
+    assert {"mIoU", "FB-IoU", "episodes", "shots", "fold"} <= set(info["metrics_percent"])
+    with torch.no_grad():
+        out = model(torch.zeros(1, 3, 160, 160), torch.zeros(1, 1, 3, 160, 160), torch.ones(1, 1, 160, 160))
+    assert out.logits.shape == (1, 2, 160, 160)
