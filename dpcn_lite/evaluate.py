@@ -161,7 +161,7 @@ def prediction_rows(model: FewShotSegmenter, episodes, count: int = 4, device: t
             "query_image": denormalize(episode["query_image"].numpy(), mean, std),
             "query_mask": query_mask.numpy(),
             "prediction": prediction.numpy(),
-            "caption": f"{name}\nIoU {100 * iou:.1f}" if not math.isnan(iou) else name,
+            "caption": f"{name}\nIoU {100 * iou:.1f}%" if not math.isnan(iou) else name,
         })
     return rows
 
