@@ -7,8 +7,9 @@ from the 1-shot models evaluated with 5 supports (PFENet's convention; DPCN pool
 All runs share one feature cache for the training pool and one (float32) for the test pool, so the backbone runs once
 per image for the whole table. Partial results are written after every run, so the table fills in as it goes:
 
-    python scripts/run_synthetic_results.py                 # ~20-25 min on 2 cores
-    python scripts/run_synthetic_results.py --epochs 2      # a quick look
+    python scripts/run_synthetic_results.py                 # the main job's budget per row: ~45 min on 2 idle cores
+    python scripts/run_synthetic_results.py --epochs 3 --episodes-per-epoch 320   # 120 steps per row: too short to
+                                                            # leave the all-background regime (see docs/results.md)
 
 Outputs: ``docs/results.md`` (table), ``docs/images/results_synthetic.png`` (figure), and the raw numbers in
 ``runs/synthetic-results/results.jsonl``.
@@ -107,8 +108,8 @@ def _figure(rows: list[dict], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--episodes-per-epoch", type=int, default=320)
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--episodes-per-epoch", type=int, default=800)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--eval-episodes", type=int, default=1000)
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "synthetic-results")
