@@ -30,6 +30,10 @@ from .validation import IGNORE_INDEX
 
 SPLIT_CODES: dict[str, int] = {"train": 1, "test": 2}
 REFERENCE_SIZE = 473  # the paper's crop size: the 2,048-pixel rule is defined at this scale
+# Object radii as fractions of the image side (a shape spans about 0.9 radius). Targets are drawn larger than
+# distractors so that a target covers enough cells of a stride-8 feature grid for its holes and slots to be resolved.
+PRIMARY_RADIUS = (0.22, 0.36)
+DISTRACTOR_RADIUS = (0.10, 0.18)
 DEFAULT_IMAGES_PER_CLASS: dict[str, int] = {"train": 50, "test": 20}
 
 ShapeFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -243,7 +247,7 @@ def make_layout(seed: int, split: str, index: int, size: int, num_classes: int =
     others = np.array([c for c in range(1, num_classes + 1) if c != primary])
     distractors = rng.choice(others, size=n_distractors, replace=True)
     # distractors first, primary objects on top, so the target class is rarely hidden entirely
-    plan = [(int(c), (0.09, 0.19)) for c in distractors] + [(primary, (0.13, 0.24))] * n_primary
+    plan = [(int(c), DISTRACTOR_RADIUS) for c in distractors] + [(primary, PRIMARY_RADIUS)] * n_primary
     placed: list[PlacedObject] = []
     for class_id, (r_lo, r_hi) in plan:
         radius = float(rng.uniform(r_lo, r_hi) * size)
