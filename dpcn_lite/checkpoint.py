@@ -20,8 +20,9 @@ import json
 import os
 import random
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -36,41 +37,35 @@ def _default_file_mode() -> int:
     return 0o666 & ~umask
 
 
-def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
-    """``torch.save`` to ``path`` atomically: temp file in the same folder, fsync, then ``os.replace``."""
+def _atomic_write(path: str | os.PathLike[str], write: Callable[[IO], None], mode: str) -> Path:
+    """Call ``write(file)`` on a temp file in ``path``'s folder, fsync, then ``os.replace`` it onto ``path``.
+
+    A crash or an exception at any point leaves the old file untouched; only the partial temp file is removed.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(handle, "wb") as file:
-            torch.save(obj, file)
+        with os.fdopen(handle, mode, **({"encoding": "utf-8"} if "b" not in mode else {})) as file:
+            write(file)
             file.flush()
             os.fsync(file.fileno())
         os.chmod(temp_name, _default_file_mode())
         os.replace(temp_name, path)
     except BaseException:
-        # The old checkpoint (if any) is untouched; only the partial temp file is removed.
         Path(temp_name).unlink(missing_ok=True)
         raise
     return path
+
+
+def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
+    """``torch.save`` to ``path`` atomically (a checkpoint is never left half-written)."""
+    return _atomic_write(path, lambda file: torch.save(obj, file), "wb")
 
 
 def atomic_write_text(text: str, path: str | os.PathLike[str]) -> Path:
     """Write a text file (JSON, YAML) atomically, like :func:`atomic_save`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(temp_name, _default_file_mode())
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-    return path
+    return _atomic_write(path, lambda file: file.write(text), "w")
 
 
 def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:

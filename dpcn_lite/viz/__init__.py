@@ -31,6 +31,17 @@ def overlay_mask(image: np.ndarray, mask: np.ndarray, alpha: float = 0.5) -> np.
     return np.clip(out, 0.0, 1.0)
 
 
+def image_grid(ncols: int, nrows: int = 1, size: float = 2.5):
+    """A figure of ``nrows x ncols`` image panels without ticks; returns ``(fig, axes)`` with a 2-D ``axes`` array."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return fig, axes
+
+
 def finish(fig: "matplotlib.figure.Figure", path: str | Path | None = None) -> None:
     """Save ``fig`` as PNG when a path is given, else show it inline; always close it (so nothing is returned)."""
     import matplotlib.pyplot as plt

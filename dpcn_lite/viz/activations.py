@@ -13,19 +13,13 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from dpcn_lite.viz import ACTIVATION_CMAP, finish, overlay_mask
+from dpcn_lite.viz import ACTIVATION_CMAP, finish, image_grid, overlay_mask
 
 PathLike = str | Path | None
 
 
 def _figure(ncols: int, nrows: int = 1, size: float = 2.6):
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False)
-    for ax in axes.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    return fig, axes
+    return image_grid(ncols, nrows, size)
 
 
 def _numpy(t: torch.Tensor | np.ndarray) -> np.ndarray:

@@ -12,7 +12,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from dpcn_lite.viz import finish, overlay_mask
+from dpcn_lite.viz import finish, image_grid, overlay_mask
 
 PathLike = str | Path | None
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -20,13 +20,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def _figure(ncols: int, nrows: int = 1, size: float = 2.4):
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False)
-    for ax in axes.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    return fig, axes
+    return image_grid(ncols, nrows, size)
 
 
 def to_display(image: torch.Tensor | np.ndarray, mean: Sequence[float] = IMAGENET_MEAN,
