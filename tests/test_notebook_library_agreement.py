@@ -153,6 +153,7 @@ def _cosine_prior_examples(generator: torch.Generator) -> list[Example]:
 EXAMPLES: dict[str, Callable[[torch.Generator], list[Example]]] = {
     "dpcn_lite.modules.prototypes.masked_average_pooling": _masked_average_examples,
     "dpcn_lite.modules.prototypes.cosine_prior": _cosine_prior_examples,
+    "dpcn_lite.modules.prototypes.expand_prototype": lambda g: [Example((torch.randn(2, 4, generator=g), (3, 5)))],
     "dpcn_lite.viz.overlay_mask": _overlay_mask_examples,
     "torch.nn.Linear": _linear_examples,
     "data_utils.episodes.binarize": _binarize_examples,
