@@ -132,6 +132,16 @@ def main() -> None:
     source = make_source(base)
     docs, figure = ROOT / "docs" / "results.md", ROOT / "docs" / "images" / "results_synthetic.png"
 
+    def record(label: str, seed: int, shots: int, metrics: dict, **extra) -> None:
+        """Keep one finished evaluation: append it to the log, print it, and re-render the partial table."""
+        row = {"row": label, "seed": seed, "eval_shots": shots, "mIoU": metrics["mIoU"],
+               "FB-IoU": metrics["FB-IoU"], "per_class_IoU": metrics["per_class_IoU"], **extra}
+        results.append(row)
+        with open(log, "a") as file:
+            file.write(json.dumps(row) + "\n")
+        print(f"{label} seed {seed} {shots}-shot: mIoU {metrics['mIoU']:.1f}", flush=True)
+        render(results, budget, docs, figure, time.perf_counter() - started, complete=False)
+
     # Seeds outermost: if the script is stopped early, every row has at least its first seed.
     for seed in args.seeds:
         for label, row in ROWS:
@@ -141,26 +151,14 @@ def main() -> None:
                                      eval_episodes=args.eval_episodes, seed=seed, **row)
                 metrics = run_experiment(cfg, run_dir, resume=(run_dir / "checkpoint.pt").exists(), progress=False,
                                          train_cache=train_cache, test_cache=test_cache, figures=False)
-                record = {"row": label, "seed": seed, "eval_shots": 1, "mIoU": metrics["mIoU"],
-                          "FB-IoU": metrics["FB-IoU"], "per_class_IoU": metrics["per_class_IoU"],
-                          "train_seconds": metrics["train_seconds"], "eval_seconds": metrics["eval_seconds"]}
-                results.append(record)
-                with open(log, "a") as file:
-                    file.write(json.dumps(record) + "\n")
-                print(f"{label} seed {seed} 1-shot: mIoU {metrics['mIoU']:.1f}", flush=True)
-                render(results, budget, docs, figure, time.perf_counter() - started, complete=False)
+                record(label, seed, 1, metrics, train_seconds=metrics["train_seconds"],
+                       eval_seconds=metrics["eval_seconds"])
             if label in FIVE_SHOT_ROWS and (label, seed, 5) not in done:
                 model, cfg = load_trained_model(run_dir / "checkpoint.pt")
                 five = TrainConfig.from_dict({**cfg.to_dict(), "shots": 5})
                 episodes = make_episodes(five, "test", seed=0, episodes=args.eval_episodes, source=source)
                 metrics = summarise_runs([evaluate(model, episodes, progress=False, feature_cache=test_cache)])
-                record = {"row": label, "seed": seed, "eval_shots": 5, "mIoU": metrics["mIoU"],
-                          "FB-IoU": metrics["FB-IoU"], "per_class_IoU": metrics["per_class_IoU"]}
-                results.append(record)
-                with open(log, "a") as file:
-                    file.write(json.dumps(record) + "\n")
-                print(f"{label} seed {seed} 5-shot: mIoU {metrics['mIoU']:.1f}", flush=True)
-                render(results, budget, docs, figure, time.perf_counter() - started, complete=False)
+                record(label, seed, 5, metrics)
     render(results, budget, docs, figure, time.perf_counter() - started, complete=True)
     print(f"done in {(time.perf_counter() - started) / 60:.1f} min; table in {docs}")
 
