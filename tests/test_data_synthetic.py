@@ -116,3 +116,21 @@ def test_mean_colour_of_an_object_does_not_tell_its_class():
     correct = [int(np.argmin(np.linalg.norm(centroids - colour, axis=1))) + 1 == cls for cls, colour in held_out]
     assert len(held_out) > 1500
     assert np.mean(correct) < 0.12
+
+
+def test_size_does_not_give_the_target_away():
+    """Over the episode pool, "segment the biggest object" (blind to the support) must score poorly, so a model can
+    only find the target through the support. (Small distractors with a primary-class-only pool scored 0.99; one
+    shared scale over all qualifying pairs scores 0.34 at 160 px.)"""
+    src = SyntheticSource(image_size=64, images_per_class={"train": 1, "test": 10}, cache_size=0)
+    scores = []
+    for class_id, image_ids in src.class_index("test").items():
+        for image_id in image_ids:
+            label = src.load_label(image_id)
+            valid = label != 255
+            areas = np.bincount(label[valid].ravel(), minlength=21)[1:21]
+            biggest = int(np.argmax(areas)) + 1
+            target, guess = (label == class_id) & valid, (label == biggest) & valid
+            scores.append((target & guess).sum() / (target | guess).sum())
+    assert len(scores) > 250
+    assert 0.2 < np.mean(scores) < 0.5
