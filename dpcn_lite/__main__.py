@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     budget.add_argument("--lr", type=float, default=None, dest="base_lr", help="base learning rate")
     budget.add_argument("--lr-scale", type=float, default=None,
                         help="multiplies --lr; 10 reproduces PFENet's hidden x10 (see docs/training.md)")
+    budget.add_argument("--optimizer", choices=("sgd", "adamw"), default=None,
+                        help="sgd (momentum 0.9, the paper's family) or adamw (the cpu preset's default)")
     budget.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
     budget.add_argument("--no-feature-cache", action="store_true",
                         help="run the frozen backbone on every episode (enables augmentation)")
@@ -128,7 +130,7 @@ def _train(args: argparse.Namespace) -> int:
     if overrides and args.model != "dpcn":
         raise SystemExit("--no-sam/--no-ffm/--no-dcm switch DPCN's modules; use them with --model dpcn.")
     options = dict(epochs=args.epochs, batch_size=args.batch_size, base_lr=args.base_lr, lr_scale=args.lr_scale,
-                   eval_episodes=args.episodes, num_workers=args.num_workers)
+                   optimizer=args.optimizer, eval_episodes=args.episodes, num_workers=args.num_workers)
     options = {k: v for k, v in options.items() if v is not None}
     if args.episodes_per_epoch is not None:
         options["episodes_per_epoch"] = args.episodes_per_epoch

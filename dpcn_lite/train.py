@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 
 CHECKPOINT_FORMAT = "dpcn-lite-checkpoint-1"
 MODEL_NAMES = ("dpcn", "prototype", "prior")
+OPTIMIZERS = ("sgd", "adamw")
 DATASETS = ("synthetic", "pascal", "coco")
 
 
@@ -80,7 +81,10 @@ class TrainConfig:
     base_lr: float = 0.005
     lr_scale: float = 1.0
     """Multiplies ``base_lr``: 10 reproduces PFENet/BAM's hidden ×10 (their effective LR)."""
+    optimizer: str = "sgd"
+    """``sgd`` (the paper's family: momentum 0.9) or ``adamw`` (the cpu preset's choice for its short budget)."""
     momentum: float = 0.9
+    """SGD momentum (unused by AdamW, which keeps its default betas 0.9 / 0.999)."""
     weight_decay: float = 1e-4
     poly_power: float = 0.9
     amp: bool = True
@@ -117,6 +121,8 @@ class TrainConfig:
             raise ValueError(f"episodes_per_epoch={self.episodes_per_epoch} is smaller than one batch ({self.batch_size}).")
         if self.base_lr <= 0 or self.lr_scale <= 0:
             raise ValueError("base_lr and lr_scale must be positive.")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer={self.optimizer!r} is not known; choose one of {list(OPTIMIZERS)}.")
         if self.cache_dtype not in ("float16", "float32"):
             raise ValueError(f"cache_dtype={self.cache_dtype!r}: use 'float16' or 'float32'.")
 
@@ -336,6 +342,13 @@ def _to_device(batch: dict, device: torch.device) -> dict:
     return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
 
 
+def make_optimizer(cfg: TrainConfig, parameters: list[nn.Parameter]) -> torch.optim.Optimizer:
+    """SGD with momentum (the paper's family), or AdamW (``cfg.optimizer == "adamw"``), at ``cfg.learning_rate``."""
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(parameters, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(parameters, lr=cfg.learning_rate, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
 def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
     return [p for p in model.parameters() if p.requires_grad]
 
@@ -379,8 +392,7 @@ def train(
         raise ValueError(f"episodes_per_epoch is smaller than one batch per process ({per_process_batch}).")
     max_iterations = cfg.epochs * steps_per_epoch
 
-    optimizer = torch.optim.SGD(trainable_parameters(model), lr=cfg.learning_rate, momentum=cfg.momentum,
-                                weight_decay=cfg.weight_decay)
+    optimizer = make_optimizer(cfg, trainable_parameters(model))
     scheduler = torch.optim.lr_scheduler.PolynomialLR(optimizer, total_iters=max_iterations, power=cfg.poly_power)
     use_amp = cfg.amp and ctx.device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
@@ -491,7 +503,7 @@ def _check_resumable(state: dict, cfg: TrainConfig) -> None:
     """Refuse to resume a run with a different model, data or schedule (the numbers would be meaningless)."""
     saved = state.get("train_config", {})
     must_match = ("preset", "dataset", "model", "fold", "shots", "seed", "epochs", "episodes_per_epoch", "batch_size",
-                  "base_lr", "lr_scale", "model_overrides")
+                  "base_lr", "lr_scale", "optimizer", "model_overrides")
     different = [k for k in must_match if saved.get(k) != cfg.to_dict().get(k)]
     if different:
         raise ValueError(

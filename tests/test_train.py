@@ -33,8 +33,9 @@ def _metrics(model, cfg: TrainConfig) -> dict:
     return evaluate(model, make_episodes(cfg, "test", seed=0, episodes=cfg.eval_episodes), batch_size=3, progress=False)
 
 
-def test_resuming_an_interrupted_run_gives_the_same_model_and_metrics(tmp_path: Path) -> None:
-    cfg = tiny_config()
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_resuming_an_interrupted_run_gives_the_same_model_and_metrics(tmp_path: Path, optimizer: str) -> None:
+    cfg = tiny_config(optimizer=optimizer)
     straight = train(cfg, tmp_path / "straight", progress=False)
 
     with pytest.raises(Interrupt):
@@ -72,6 +73,15 @@ def test_poly_schedule_with_explicit_lr_scale(tmp_path: Path) -> None:
     assert optimizer["param_groups"][0]["weight_decay"] == 1e-4
 
 
+def test_adamw_trains_with_its_own_state(tmp_path: Path) -> None:
+    result = train(tiny_config(epochs=1, optimizer="adamw", base_lr=0.001), tmp_path, progress=False)
+    state = load_checkpoint(tmp_path / "checkpoint.pt")["optimizer_state"]
+    group = state["param_groups"][0]
+    assert group["betas"] == (0.9, 0.999) and group["weight_decay"] == 1e-4 and "momentum" not in group
+    assert all("exp_avg" in s for s in state["state"].values())
+    assert result.history[0]["iteration"] == 2
+
+
 def test_training_lowers_the_loss_on_a_fixed_pool(tmp_path: Path) -> None:
     cfg = tiny_config(epochs=6, episodes_per_epoch=8, base_lr=0.05)
     history = train(cfg, None, progress=False).history
@@ -85,6 +95,7 @@ def test_paper_presets_follow_the_paper() -> None:
     assert (coco.base_lr, coco.batch_size, coco.epochs) == (0.002, 32, 50)
     assert coco.model_config().train_layer4 is False and coco.model_config().sam_windows == ((1, 1),)
     assert pascal.model_config().train_layer4 is True
+    assert pascal.optimizer == coco.optimizer == "sgd"
 
 
 def test_bad_settings_are_clear_errors() -> None:
@@ -94,6 +105,8 @@ def test_bad_settings_are_clear_errors() -> None:
         resolve_config("tiny", shots=0)
     with pytest.raises(ValueError, match="preset"):
         resolve_config("huge")
+    with pytest.raises(ValueError, match="optimizer="):
+        resolve_config("tiny", optimizer="adam")
 
 
 def test_single_process_ddp_through_torchrun_variables(tmp_path: Path, monkeypatch) -> None:
