@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from dpcn_lite.base import FewShotSegmenter
@@ -86,6 +86,35 @@ def evaluate(
     result["shots"] = episodes.shots
     result["fold"] = episodes.fold
     return result
+
+
+class ForeignSupports(Dataset):
+    """The same test episodes, each given the support set of the next episode of *another* class.
+
+    A control for "does the model use its support at all?": the query and its label are unchanged, but the supports
+    show a different class, so a model that reads the support should now find (almost) nothing, while a support-blind
+    model ("segment the salient object") would score as before. ``evaluate(model, ForeignSupports(episodes))``.
+    """
+
+    def __init__(self, episodes) -> None:
+        self.episodes = episodes
+        self.classes, self.seed, self.shots, self.fold = episodes.classes, episodes.seed, episodes.shots, episodes.fold
+        specs = episodes.episode_list()
+        n = len(specs)
+        if len({s.class_id for s in specs}) < 2:
+            raise ValueError("ForeignSupports needs episodes of at least two classes.")
+        self.partner = [next(j % n for j in range(i + 1, i + n) if specs[j % n].class_id != specs[i].class_id)
+                        for i in range(n)]
+
+    def __len__(self) -> int:
+        return len(self.episodes)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        episode = dict(self.episodes[index])
+        other = self.episodes[self.partner[index]]
+        for key in ("support_images", "support_masks", "support_ids"):
+            episode[key] = other[key]
+        return episode
 
 
 def evaluate_seeds(

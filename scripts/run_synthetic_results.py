@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from dpcn_lite.evaluate import evaluate, summarise_runs
+from dpcn_lite.evaluate import ForeignSupports, evaluate, summarise_runs
 from dpcn_lite.feature_cache import FeatureCache
 from dpcn_lite.metrics import mean_and_std
 from dpcn_lite.train import TrainConfig, build_model, load_trained_model, make_episodes, make_source, resolve_config, run_experiment
@@ -44,12 +44,17 @@ ANALYSIS_MARKER = "<!-- analysis: kept when the table is re-rendered -->"
 FIVE_SHOT_ROWS = {"Prototype baseline (PANet-like)", "DPCN (SAM + FFM + DCM)"}
 
 
+def _supports(result: dict) -> str:
+    """Which supports an evaluation used: the episode's own ("true") or another class's ("foreign")."""
+    return result.get("supports", "true")
+
+
 def render(results: list[dict], budget: dict, path: Path, figure: Path, elapsed: float, complete: bool) -> None:
     """Rewrite docs/results.md (and the figure) from the runs finished so far."""
     rows = []
     for label, _ in ROWS:
         for shots in (1, 5):
-            runs = [r for r in results if r["row"] == label and r["eval_shots"] == shots]
+            runs = [r for r in results if r["row"] == label and r["eval_shots"] == shots and _supports(r) == "true"]
             if not runs:
                 continue
             miou, miou_std = mean_and_std([r["mIoU"] for r in runs])
@@ -66,8 +71,8 @@ def render(results: list[dict], budget: dict, path: Path, figure: Path, elapsed:
         "Made by `python scripts/run_synthetic_results.py`. Every row: cpu preset (frozen EfficientNet-Lite0, 160 px, "
         "C = 64), synthetic fold 0 (novel classes 1-5), trained 1-shot with the same budget "
         f"({budget['epochs']} epochs x {budget['episodes_per_epoch']} episodes, batch {budget['batch_size']}, "
-        f"{budget['optimizer']}, poly LR from {budget['effective_lr']:g}), training seeds {budget['seeds']}, each evaluated on the same "
-        f"{budget['eval_episodes']} test episodes (seed 0) at original resolution, class IoU = sum(I)/sum(U). "
+        f"{budget['optimizer']}, poly LR from {budget['effective_lr']:g}), training seeds {budget['seeds']}, "
+        f"each evaluated on the same {budget['eval_episodes']} test episodes (seed 0) at original resolution, class IoU = sum(I)/sum(U). "
         "Mean ± sample std over the training seeds; percent.",
         "",
         "| model | shots | mIoU | FB-IoU | mIoU per seed |",
@@ -79,6 +84,18 @@ def render(results: list[dict], budget: dict, path: Path, figure: Path, elapsed:
     for row in rows:
         lines.append(f"| {row['label']} | {row['shots']} | {with_std(row['mIoU'], row['mIoU_std'])} | "
                      f"{with_std(row['FB-IoU'], row['FB-IoU_std'])} | {', '.join(map(str, row['per_seed']))} |")
+    controls = []
+    for label, _ in ROWS:
+        true = [r["mIoU"] for r in results if r["row"] == label and r["eval_shots"] == 1 and _supports(r) == "true"]
+        foreign = [r["mIoU"] for r in results if r["row"] == label and r["eval_shots"] == 1 and _supports(r) == "foreign"]
+        if foreign:
+            controls.append(f"| {label} | {sum(true) / len(true):.1f} | {sum(foreign) / len(foreign):.1f} |")
+    if controls:
+        lines += ["", f"**Does each model use its support?** The same {budget['eval_episodes']:,} test episodes, 1-shot, "
+                  "once with their own supports and once with the supports of the next episode of another class "
+                  "(`dpcn_lite.evaluate.ForeignSupports`); mean mIoU over the training seeds. A model that ignored the "
+                  "support would score the same in both columns.", "",
+                  "| model | own supports | supports of another class |", "|---|---|---|", *controls]
     compute = sum(r.get("train_seconds", 0.0) + r.get("eval_seconds", 0.0) for r in results)
     lines += ["", f"Compute: {compute / 60:.1f} min of single-process training and evaluation over the runs shown "
               f"(this call: {elapsed / 60:.1f} min wall time).", ""]
@@ -135,7 +152,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     log = args.out / "results.jsonl"
     results = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-    done = {(r["row"], r["seed"], r["eval_shots"]) for r in results}
+    done = {(r["row"], r["seed"], r["eval_shots"], _supports(r)) for r in results}
 
     base = resolve_config("cpu", epochs=args.epochs, episodes_per_epoch=args.episodes_per_epoch,
                           eval_episodes=args.eval_episodes)
@@ -149,14 +166,14 @@ def main() -> None:
     source = make_source(base)
     docs, figure = ROOT / "docs" / "results.md", ROOT / "docs" / "images" / "results_synthetic.png"
 
-    def record(label: str, seed: int, shots: int, metrics: dict, **extra) -> None:
+    def record(label: str, seed: int, shots: int, metrics: dict, supports: str = "true", **extra) -> None:
         """Keep one finished evaluation: append it to the log, print it, and re-render the partial table."""
-        row = {"row": label, "seed": seed, "eval_shots": shots, "mIoU": metrics["mIoU"],
+        row = {"row": label, "seed": seed, "eval_shots": shots, "supports": supports, "mIoU": metrics["mIoU"],
                "FB-IoU": metrics["FB-IoU"], "per_class_IoU": metrics["per_class_IoU"], **extra}
         results.append(row)
         with open(log, "a") as file:
             file.write(json.dumps(row) + "\n")
-        print(f"{label} seed {seed} {shots}-shot: mIoU {metrics['mIoU']:.1f}", flush=True)
+        print(f"{label} seed {seed} {shots}-shot, {supports} supports: mIoU {metrics['mIoU']:.1f}", flush=True)
         if writes_docs:
             render(results, budget, docs, figure, time.perf_counter() - started, complete=False)
 
@@ -164,14 +181,20 @@ def main() -> None:
     jobs = [(seed, label, row) for seed in args.seeds for label, row in ROWS]
     for seed, label, row in jobs[shard::shards]:
         run_dir = args.out / f"{label.split(' (')[0].replace(' ', '-').lower()}-seed{seed}"
-        if (label, seed, 1) not in done:
+        if (label, seed, 1, "true") not in done:
             cfg = resolve_config("cpu", epochs=args.epochs, episodes_per_epoch=args.episodes_per_epoch,
                                  eval_episodes=args.eval_episodes, seed=seed, **row)
             metrics = run_experiment(cfg, run_dir, resume=(run_dir / "checkpoint.pt").exists(), progress=False,
                                      train_cache=train_cache, test_cache=test_cache, figures=False)
             record(label, seed, 1, metrics, train_seconds=metrics["train_seconds"],
                    eval_seconds=metrics["eval_seconds"])
-        if label in FIVE_SHOT_ROWS and (label, seed, 5) not in done:
+        if (label, seed, 1, "foreign") not in done:
+            model, cfg = load_trained_model(run_dir / "checkpoint.pt")
+            episodes = make_episodes(cfg, "test", seed=0, episodes=args.eval_episodes, source=source)
+            metrics = summarise_runs([evaluate(model, ForeignSupports(episodes), progress=False,
+                                               feature_cache=test_cache)])
+            record(label, seed, 1, metrics, supports="foreign")
+        if label in FIVE_SHOT_ROWS and (label, seed, 5, "true") not in done:
             model, cfg = load_trained_model(run_dir / "checkpoint.pt")
             five = TrainConfig.from_dict({**cfg.to_dict(), "shots": 5})
             episodes = make_episodes(five, "test", seed=0, episodes=args.eval_episodes, source=source)

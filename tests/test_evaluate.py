@@ -75,3 +75,42 @@ def test_several_seeds_report_mean_and_std_in_percent(cfg) -> None:
 def test_training_episodes_are_refused(cfg) -> None:
     with pytest.raises(ValueError, match="test-split"):
         evaluate(AlwaysForeground(), make_episodes(cfg, "train", seed=0, episodes=2), progress=False)
+
+
+def test_foreign_supports_keep_the_query_and_swap_in_another_class() -> None:
+    from data_utils.episodes import make_episodes
+    from dpcn_lite.evaluate import ForeignSupports
+
+    episodes = make_episodes("synthetic", fold=0, split="test", shots=2, image_size=64, episodes=12,
+                             images_per_class=3, cache_size=0)
+    foreign = ForeignSupports(episodes)
+    specs = episodes.episode_list()
+    assert len(foreign) == len(episodes) and foreign.classes == episodes.classes
+    for i in range(len(foreign)):
+        mine, swapped, partner = episodes[i], foreign[i], episodes[foreign.partner[i]]
+        assert specs[foreign.partner[i]].class_id != specs[i].class_id
+        assert torch.equal(swapped["query_image"], mine["query_image"]) and swapped["class_id"] == mine["class_id"]
+        assert torch.equal(swapped["query_label_original"], mine["query_label_original"])
+        assert swapped["support_ids"] == partner["support_ids"]
+        assert torch.equal(swapped["support_masks"], partner["support_masks"])
+
+
+def test_a_support_blind_model_scores_the_same_with_foreign_supports() -> None:
+    """The control separates models: a head that ignores the support is unaffected, a prototype head is not."""
+    from data_utils.episodes import make_episodes
+    from dpcn_lite.baselines import PrototypeSegmenter
+    from dpcn_lite.evaluate import ForeignSupports, evaluate
+
+    class SupportBlind(PrototypeSegmenter):
+        def head(self, inputs, intermediates):
+            return torch.stack([inputs.query_mid.mean(1), inputs.query_mid[:, 0]], dim=1)
+
+    torch.manual_seed(0)
+    blind, prototype = SupportBlind("tiny").eval(), PrototypeSegmenter("tiny").eval()
+    episodes = make_episodes("synthetic", fold=0, split="test", shots=1, image_size=64, episodes=20,
+                             images_per_class=3, cache_size=0, normalization=blind.normalization)
+    foreign = ForeignSupports(episodes)
+    same = evaluate(blind, episodes, progress=False), evaluate(blind, foreign, progress=False)
+    assert same[0]["mIoU"] == same[1]["mIoU"] and same[0]["FB-IoU"] == same[1]["FB-IoU"]
+    true_support, foreign_support = evaluate(prototype, episodes, progress=False), evaluate(prototype, foreign, progress=False)
+    assert true_support["FB-IoU"] != foreign_support["FB-IoU"]
