@@ -2,7 +2,8 @@
 
 The loop (:func:`train`) is the paper's recipe (notes §2):
 
-* SGD, momentum 0.9, weight decay 1e-4, over the trainable parameters only (the frozen backbone is left out);
+* SGD, momentum 0.9, weight decay 1e-4, over the trainable parameters only (the frozen backbone is left out); the
+  ``cpu`` preset uses AdamW instead (``TrainConfig.optimizer``; why: ``docs/training.md``);
 * poly learning rate ``lr = base_lr · lr_scale · (1 - iteration / max_iterations) ** 0.9``, updated every iteration
   (``torch.optim.lr_scheduler.PolynomialLR``);
 * the objective of :meth:`FewShotSegmenter.loss`: main cross-entropy + λ · reverse (query → support) loss.
