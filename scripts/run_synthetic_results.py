@@ -66,13 +66,12 @@ def render(results: list[dict], budget: dict, path: Path, figure: Path, elapsed:
     lines = [
         "# Results on the synthetic benchmark",
         "",
-        "" if complete else "**Partial: the script is still running; rows fill in as runs finish.**",
-        "",
+        *([] if complete else ["**Partial: the script is still running; rows fill in as runs finish.**", ""]),
         "Made by `python scripts/run_synthetic_results.py`. Every row: cpu preset (frozen EfficientNet-Lite0, 160 px, "
         "C = 64), synthetic fold 0 (novel classes 1-5), trained 1-shot with the same budget "
         f"({budget['epochs']} epochs x {budget['episodes_per_epoch']} episodes, batch {budget['batch_size']}, "
         f"{budget['optimizer']}, poly LR from {budget['effective_lr']:g}), training seeds {budget['seeds']}, "
-        f"each evaluated on the same {budget['eval_episodes']} test episodes (seed 0) at original resolution, class IoU = sum(I)/sum(U). "
+        f"each evaluated on the same {budget['eval_episodes']:,} test episodes (seed 0) at original resolution, class IoU = sum(I)/sum(U). "
         "Mean ± sample std over the training seeds; percent.",
         "",
         "| model | shots | mIoU | FB-IoU | mIoU per seed |",
@@ -84,6 +83,7 @@ def render(results: list[dict], budget: dict, path: Path, figure: Path, elapsed:
     for row in rows:
         lines.append(f"| {row['label']} | {row['shots']} | {with_std(row['mIoU'], row['mIoU_std'])} | "
                      f"{with_std(row['FB-IoU'], row['FB-IoU_std'])} | {', '.join(map(str, row['per_seed']))} |")
+    lines += ["", f"![mIoU per row, mean and std over the training seeds](images/{figure.name})"]
     controls = []
     for label, _ in ROWS:
         true = [r["mIoU"] for r in results if r["row"] == label and r["eval_shots"] == 1 and _supports(r) == "true"]
