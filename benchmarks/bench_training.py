@@ -61,7 +61,8 @@ def main() -> None:
     from_cache = timed_steps(model, batches, cache)
     load_after = os.getloadavg()[0]
 
-    # The main job: 12 epochs x 100 steps over a pool of about 1,000 training images, each through the backbone once.
+    # The main job: cfg.epochs x (episodes_per_epoch / batch) steps over a pool of about 1,000 training images, each
+    # through the backbone once.
     per_image = fill / images
     main_job_steps = cfg.epochs * (cfg.episodes_per_epoch // cfg.batch_size)
     pool_images = len(episodes.source.image_ids("train"))
