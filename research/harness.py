@@ -113,7 +113,7 @@ def score(pred_fn, d, eps: Episodes, bs=25):
     for s in range(0, len(eps.specs), bs):
         specs = eps.specs[s:s + bs]
         feats, batch = collate(d, specs)
-        pred = pred_fn(feats, batch)
+        pred = pred_fn(feats, batch, specs) if getattr(pred_fn, "wants_specs", False) else pred_fn(feats, batch)
         lab = batch["query_mask"]
         for i, sp in enumerate(specs):
             valid = lab[i] != 255
@@ -180,6 +180,23 @@ def panet_pred(level="mid"):
     return f
 
 
+def colour_pred(d):
+    """PANet's rule on raw pixel colours (no network): nearest of the support's fg / bg mean RGB (in Lab-free RGB)."""
+    def f(feats, batch, specs):
+        q = torch.stack([d["images"][s[0]] for s in specs]).float()  # B H W 3
+        sp = torch.stack([d["images"][s[2][0]] for s in specs]).float()
+        sm = batch["support_masks"][:, 0]
+        fgm = (sm == 1).float()[..., None]
+        bgm = (sm == 0).float()[..., None]
+        fg = (sp * fgm).sum((1, 2)) / fgm.sum((1, 2)).clamp(min=1)
+        bg = (sp * bgm).sum((1, 2)) / bgm.sum((1, 2)).clamp(min=1)
+        dfg = ((q - fg[:, None, None]) ** 2).sum(-1)
+        dbg = ((q - bg[:, None, None]) ** 2).sum(-1)
+        return (dfg < dbg).long()
+    f.wants_specs = True
+    return f
+
+
 def train(model, d, classes, steps, lr=1e-3, bs=8, seed=0, wd=1e-4, log_every=0, evalfn=None):
     torch.manual_seed(seed)
     eps = Episodes(d, classes, seed, fixed=False)
@@ -238,7 +255,8 @@ def main():
         res["auc_high"] = raw_feature_stats(te, Episodes(te, novel, 0, 150), "high")
         res["panet_untrained_novel"] = score(panet_pred("mid"), te, novel_eps)[0]
         res["panet_untrained_base"] = score(panet_pred("mid"), te, base_eps)[0]
-        print({k: res[k] for k in ("auc_mid", "auc_high", "panet_untrained_novel", "panet_untrained_base")}, flush=True)
+        res["colour_rule_novel"] = score(colour_pred(te), te, novel_eps)[0]
+        print({k: res[k] for k in ("auc_mid", "auc_high", "panet_untrained_novel", "panet_untrained_base", "colour_rule_novel")}, flush=True)
     for name in [m for m in a.models.split(",") if m]:
         t1 = time.time()
         torch.manual_seed(a.seed)
