@@ -217,7 +217,7 @@ def _normalization_for(model_config: DPCNConfig):
 
 def make_source(cfg: TrainConfig):
     """The dataset source; the synthetic benchmark is rendered at the preset's image size and kept in memory."""
-    from data_utils.sources import get_source
+    from data_utils.datasets import get_source
 
     if cfg.dataset == "synthetic":
         # Rendering an image costs milliseconds; the whole pool at 160 px is under 100 MB, so keep it all.

@@ -6,7 +6,7 @@ import matplotlib
 import numpy as np
 from PIL import Image
 
-from data_utils.episodes import make_episodes
+from data_utils.datasets import episodes_for_dataset
 from data_utils.synthetic import SyntheticSource
 from dpcn_lite.viz.episodes import dim_outside, show_class_gallery, show_episode, to_display
 
@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 
 def test_show_episode_and_gallery_write_pngs(tmp_path):
     source = SyntheticSource(image_size=64, images_per_class={"train": 6, "test": 4})
-    episode = make_episodes("synthetic", fold=1, split="test", shots=2, image_size=64, episodes=2, source=source)[0]
+    episode = episodes_for_dataset("synthetic", fold=1, split="test", shots=2, image_size=64, episodes=2, source=source)[0]
     assert show_episode(episode, class_names=source.classes, path=tmp_path / "ep.png") is None
     assert show_class_gallery(source, path=tmp_path / "gallery.png") is None
     for name in ("ep.png", "gallery.png"):
@@ -24,7 +24,7 @@ def test_show_episode_and_gallery_write_pngs(tmp_path):
 
 
 def test_display_helpers_undo_normalisation_and_dim_background():
-    episode = make_episodes("synthetic", fold=0, split="test", shots=1, image_size=64, episodes=1,
+    episode = episodes_for_dataset("synthetic", fold=0, split="test", shots=1, image_size=64, episodes=1,
                             source=SyntheticSource(image_size=64, images_per_class={"train": 6, "test": 4}))[0]
     shown = to_display(episode["query_image"])
     assert shown.shape == (64, 64, 3) and 0.0 <= shown.min() and shown.max() <= 1.0

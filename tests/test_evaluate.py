@@ -78,10 +78,10 @@ def test_training_episodes_are_refused(cfg) -> None:
 
 
 def test_foreign_supports_keep_the_query_and_swap_in_another_class() -> None:
-    from data_utils.episodes import make_episodes
+    from data_utils.datasets import episodes_for_dataset
     from dpcn_lite.evaluate import ForeignSupports
 
-    episodes = make_episodes("synthetic", fold=0, split="test", shots=2, image_size=64, episodes=12,
+    episodes = episodes_for_dataset("synthetic", fold=0, split="test", shots=2, image_size=64, episodes=12,
                              images_per_class=3, cache_size=0)
     foreign = ForeignSupports(episodes)
     specs = episodes.episode_list()
@@ -97,7 +97,7 @@ def test_foreign_supports_keep_the_query_and_swap_in_another_class() -> None:
 
 def test_a_support_blind_model_scores_the_same_with_foreign_supports() -> None:
     """The control separates models: a head that ignores the support is unaffected, a prototype head is not."""
-    from data_utils.episodes import make_episodes
+    from data_utils.datasets import episodes_for_dataset
     from dpcn_lite.baselines import PrototypeSegmenter
     from dpcn_lite.evaluate import ForeignSupports, evaluate
 
@@ -107,7 +107,7 @@ def test_a_support_blind_model_scores_the_same_with_foreign_supports() -> None:
 
     torch.manual_seed(0)
     blind, prototype = SupportBlind("tiny").eval(), PrototypeSegmenter("tiny").eval()
-    episodes = make_episodes("synthetic", fold=0, split="test", shots=1, image_size=64, episodes=20,
+    episodes = episodes_for_dataset("synthetic", fold=0, split="test", shots=1, image_size=64, episodes=20,
                              images_per_class=3, cache_size=0, normalization=blind.normalization)
     foreign = ForeignSupports(episodes)
     same = evaluate(blind, episodes, progress=False), evaluate(blind, foreign, progress=False)
