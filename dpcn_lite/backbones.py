@@ -30,6 +30,13 @@ class BackboneFeatures(NamedTuple):
     """High-level features (ResNet: layer4), stride 8."""
 
 
+class EpisodeFeatures(NamedTuple):
+    """Backbone features of a whole episode batch: query ``B x ...``, supports ``B x K x ...`` (the feature cache)."""
+
+    query: BackboneFeatures
+    support: BackboneFeatures
+
+
 class Backbone(nn.Module):
     """Base class: ``low`` stages (frozen) produce the mid-level features, ``high_stage`` the high-level ones.
 

@@ -14,7 +14,9 @@ Ablation switches (``DPCNConfig``) and what the fusion then holds (C = channels,
 
 k-shot (``kshot_fusion="pool"``, the paper): the DCM foreground vectors of all shots are pooled together; SAM maps
 (min-max normalised per shot) and MAP prototypes are averaged over shots. Other modes run the head per shot and fuse
-the predictions in the base class (see ``FewShotSegmenter._fuse_shots``).
+the predictions (``dpcn_lite.kshot``).
+
+``build_model(name, config)`` at the end builds DPCN or one of its two baselines by name.
 """
 
 from __future__ import annotations
