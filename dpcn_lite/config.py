@@ -33,6 +33,19 @@ MODEL_NAMES = ("dpcn", "prototype", "prior")
 OPTIMIZERS = ("sgd", "adamw")
 
 
+def check_choice(name: str, value: Any, valid: tuple) -> None:
+    """Raise ``ValueError`` naming the setting and its valid values (the one check of every named choice)."""
+    if value not in valid:
+        raise ValueError(f"{name}={value!r} is not valid; choose one of {list(valid)}.")
+
+
+def check_dcm_kernels(name: str, kernels: tuple[str, ...]) -> None:
+    """DCM kernel names must be distinct names from ``DCM_KERNELS`` (used by the config and by the module)."""
+    if any(k not in DCM_KERNELS for k in kernels) or len(set(kernels)) != len(kernels):
+        raise ValueError(f"{name}={tuple(kernels)!r}: use a subset of distinct names from {list(DCM_KERNELS)} "
+                         "(v = S x 1, h = 1 x S, s = S x S).")
+
+
 @dataclass
 class DPCNConfig:
     """Every switch of the model. Build one through :func:`get_preset` rather than by hand."""
@@ -69,7 +82,7 @@ class DPCNConfig:
     """How SAM is computed, all exact: ``shifted`` (one cosine matrix + shifted sums, fastest), ``unfold``, ``loop``."""
     kernel_size: int = 5
     """S: DCM kernels are S x 1, 1 x S and S x S (paper: 5; Table 4 ablates 3, 5, 7, 9)."""
-    dcm_kernels: tuple[str, ...] = ("v", "h", "s")
+    dcm_kernels: tuple[str, ...] = DCM_KERNELS
     """Subset of {"v" (S x 1), "h" (1 x S), "s" (S x S)} (paper Table 5)."""
     square_prototypes: str = "literal"
     """Where the S^2 prototypes come from: ``literal`` = pool_{S^2}(p_s) as Eq. 6 reads;
@@ -106,22 +119,12 @@ class DPCNConfig:
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the bad field and the valid values."""
-
-        def check_choice(name: str, value: Any, valid: tuple) -> None:
-            if value not in valid:
-                raise ValueError(f"DPCNConfig.{name}={value!r} is not valid; choose one of {list(valid)}.")
-
-        check_choice("backbone", self.backbone, BACKBONES)
-        check_choice("kshot_fusion", self.kshot_fusion, KSHOT_FUSIONS)
-        check_choice("square_prototypes", self.square_prototypes, SQUARE_PROTOTYPE_SOURCES)
-        check_choice("sam_method", self.sam_method, SAM_METHODS)
-        check_choice("empty_support_fallback", self.empty_support_fallback, EMPTY_SUPPORT_FALLBACKS)
-        bad = [k for k in self.dcm_kernels if k not in DCM_KERNELS]
-        if bad or len(set(self.dcm_kernels)) != len(self.dcm_kernels):
-            raise ValueError(
-                f"DPCNConfig.dcm_kernels={self.dcm_kernels!r}: use distinct names from {list(DCM_KERNELS)} "
-                "(v = S x 1, h = 1 x S, s = S x S)."
-            )
+        check_choice("DPCNConfig.backbone", self.backbone, BACKBONES)
+        check_choice("DPCNConfig.kshot_fusion", self.kshot_fusion, KSHOT_FUSIONS)
+        check_choice("DPCNConfig.square_prototypes", self.square_prototypes, SQUARE_PROTOTYPE_SOURCES)
+        check_choice("DPCNConfig.sam_method", self.sam_method, SAM_METHODS)
+        check_choice("DPCNConfig.empty_support_fallback", self.empty_support_fallback, EMPTY_SUPPORT_FALLBACKS)
+        check_dcm_kernels("DPCNConfig.dcm_kernels", self.dcm_kernels)
         if self.use_dcm and not self.dcm_kernels:
             raise ValueError("DPCNConfig.dcm_kernels is empty while use_dcm=True; set use_dcm=False to drop DCM.")
         if self.kernel_size < 1 or self.kernel_size % 2 == 0:
@@ -259,10 +262,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.eval_seeds = tuple(int(s) for s in self.eval_seeds)
-        if self.model not in MODEL_NAMES:
-            raise ValueError(f"model={self.model!r} is not known; choose one of {list(MODEL_NAMES)}.")
-        if self.dataset not in DATASETS:
-            raise ValueError(f"dataset={self.dataset!r} is not known; choose one of {list(DATASETS)}.")
+        check_choice("TrainConfig.model", self.model, MODEL_NAMES)
+        check_choice("TrainConfig.dataset", self.dataset, DATASETS)
         if self.shots < 1:
             raise ValueError(f"shots={self.shots}: an episode needs at least one support image (k >= 1).")
         for name in ("epochs", "batch_size", "eval_episodes", "eval_batch_size"):
@@ -272,10 +273,8 @@ class TrainConfig:
             raise ValueError(f"episodes_per_epoch={self.episodes_per_epoch} is smaller than one batch ({self.batch_size}).")
         if self.base_lr <= 0 or self.lr_scale <= 0:
             raise ValueError("base_lr and lr_scale must be positive.")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer={self.optimizer!r} is not known; choose one of {list(OPTIMIZERS)}.")
-        if self.cache_dtype not in ("float16", "float32"):
-            raise ValueError(f"cache_dtype={self.cache_dtype!r}: use 'float16' or 'float32'.")
+        check_choice("TrainConfig.optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("TrainConfig.cache_dtype", self.cache_dtype, ("float16", "float32"))
 
     @property
     def learning_rate(self) -> float:
