@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("dpcn_lite", "data_utils")
 
@@ -96,3 +98,9 @@ def test_the_cycle_finder_finds_cycles_through_function_level_imports(tmp_path: 
     assert find_cycle(graph) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
 
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_no_library_file_exceeds_400_lines(package: str) -> None:
+    long = {str(p.relative_to(ROOT)): n for p in (ROOT / package).rglob("*.py")
+            if (n := len(p.read_text(encoding="utf-8").splitlines())) > 400}
+    assert not long, f"split these files: {long}"
