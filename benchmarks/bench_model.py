@@ -109,13 +109,6 @@ def episode(batch: int, shots: int, size: int, device: str = "cpu") -> dict:
     return {k: v.to(device) for k, v in batch_dict.items()}
 
 
-def parameter_counts(model: DPCN) -> dict:
-    total = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    backbone = sum(p.numel() for p in model.backbone.parameters())
-    return {"total": total, "trainable": trainable, "head": total - backbone, "backbone": backbone}
-
-
 def bench_train_step(preset: str, batch: int, size: int, repeats: int, warmup: int, cached: bool = False,
                      **overrides) -> dict:
     """Forward + backward (main + reverse loss) per episode on the CPU."""
@@ -132,7 +125,7 @@ def bench_train_step(preset: str, batch: int, size: int, repeats: int, warmup: i
         model.loss(data, features=features)["loss"].backward()
 
     runs = timed_runs(step, repeats, warmup)
-    counts = {f"params_{k}": v for k, v in parameter_counts(model).items()}
+    counts = {f"params_{k}": v for k, v in model.parameter_counts().items()}
     return {"preset": preset, "batch": batch, "image_size": size, "cached_features": cached, "step_s": runs[0],
             "step_median_s": runs[len(runs) // 2], "per_episode_s": runs[0] / batch, **counts}
 
@@ -144,7 +137,7 @@ def bench_gpu(batch: int = 8, size: int = 473, repeats: int = 5) -> list[dict]:
     for amp in (False, True):
         torch.manual_seed(0)
         model = DPCN(get_preset("paper", pretrained=False)).to(device).train()
-        optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.005, momentum=0.9)
+        optimizer = torch.optim.SGD(model.trainable_parameters(), lr=0.005, momentum=0.9)
         scaler = torch.amp.GradScaler("cuda", enabled=amp)
         data = episode(batch, 1, size, "cuda")
 
@@ -215,7 +208,7 @@ def main() -> None:
     counts = [{"preset": s["preset"], **{k[7:]: v for k, v in s.items() if k.startswith("params_")}}
               for s in steps if not s["cached_features"]]
     if args.quick:
-        counts.append({"preset": "paper", **parameter_counts(DPCN(get_preset("paper", pretrained=False)))})
+        counts.append({"preset": "paper", **DPCN(get_preset("paper", pretrained=False)).parameter_counts()})
     results["parameters"] = counts
     print_table("Parameters", counts, ["preset", "total", "trainable", "head", "backbone"])
 

@@ -18,14 +18,17 @@ from pathlib import Path
 
 import torch
 
+from data_utils.episodes import collate_episodes
+from dpcn_lite.config import resolve_config
+from dpcn_lite.experiment import episodes_for_config
 from dpcn_lite.feature_cache import FeatureCache
-from dpcn_lite.train import build_model, collate, make_episodes, resolve_config, trainable_parameters
+from dpcn_lite.model import build_model
 
 RESULTS = Path(__file__).resolve().parent / "results" / "training.json"
 
 
 def timed_steps(model, batches, cache=None) -> float:
-    optimizer = torch.optim.SGD(trainable_parameters(model), lr=0.01, momentum=0.9, weight_decay=1e-4)
+    optimizer = torch.optim.SGD(model.trainable_parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
     model.train()
     started = time.perf_counter()
     for batch in batches:
@@ -43,8 +46,8 @@ def main() -> None:
     args = parser.parse_args()
 
     cfg = resolve_config("cpu")
-    episodes = make_episodes(cfg, "train", seed=0, episodes=args.steps * cfg.batch_size)
-    batches = [collate([episodes[i * cfg.batch_size + j] for j in range(cfg.batch_size)]) for i in range(args.steps)]
+    episodes = episodes_for_config(cfg, "train", seed=0, episodes=args.steps * cfg.batch_size)
+    batches = [collate_episodes([episodes[i * cfg.batch_size + j] for j in range(cfg.batch_size)]) for i in range(args.steps)]
     images = len({i for b in batches for i in b["query_id"]} | {i for b in batches for ids in b["support_ids"] for i in ids})
 
     torch.manual_seed(0)

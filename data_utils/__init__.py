@@ -1,10 +1,11 @@
 """Few-shot segmentation data: the embedded synthetic benchmark, PASCAL-5i, COCO-20i, episodes and transforms."""
 
-from .episodes import EpisodeDataset, EpisodeSpec, binarize, collate_episodes, make_episodes
+from .datasets import DATASETS, episodes_for_dataset, get_source
+from .episodes import EpisodeDataset, EpisodeSpec, binarize, collate_episodes, move_batch
 from .folds import COCO_CLASSES, NUM_FOLDS, PASCAL_CLASSES, SYNTHETIC_CLASSES, class_names, fold_classes
 from .coco import CocoSource
 from .pascal import PascalSource
-from .sources import SegmentationSource, default_data_root, get_source
+from .sources import SegmentationSource, default_data_root
 from .synthetic import SyntheticSource
 from .transforms import (
     EFFICIENTNET_LITE_NORMALIZATION,
@@ -19,6 +20,7 @@ from .validation import IGNORE_INDEX, DataError, DatasetNotFoundError
 
 __all__ = [
     "COCO_CLASSES",
+    "DATASETS",
     "EFFICIENTNET_LITE_NORMALIZATION",
     "IGNORE_INDEX",
     "IMAGENET_NORMALIZATION",
@@ -39,9 +41,10 @@ __all__ = [
     "class_names",
     "collate_episodes",
     "default_data_root",
+    "episodes_for_dataset",
     "fold_classes",
     "get_source",
-    "make_episodes",
+    "move_batch",
     "plain_transform",
     "test_transform",
     "train_transform",

@@ -21,15 +21,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .sources import SegmentationSource, Split, check_split, get_source
-from .transforms import (
-    IMAGENET_NORMALIZATION,
-    EpisodeTransform,
-    Normalization,
-    plain_transform,
-    test_transform,
-    train_transform,
-)
+from .sources import SegmentationSource, Split, check_split
+from .transforms import IMAGENET_NORMALIZATION, plain_transform
 from .validation import IGNORE_INDEX, DataError, check_pair, check_shots
 
 DEFAULT_TEST_EPISODES = 1000
@@ -188,33 +181,7 @@ def collate_episodes(batch: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def make_episodes(
-    dataset: str = "synthetic",
-    fold: int = 0,
-    split: Split = "train",
-    shots: int = 1,
-    image_size: int = 160,
-    episodes: int = DEFAULT_TEST_EPISODES,
-    seed: int = 0,
-    root: str | None = None,
-    normalization: Normalization = IMAGENET_NORMALIZATION,
-    augment: bool | None = None,
-    source: SegmentationSource | None = None,
-    classes: Sequence[int] | None = None,
-    **source_options: Any,
-) -> EpisodeDataset:
-    """The usual way to get episodes: a source by name, the train or test transform at ``image_size``.
 
-    ``augment`` defaults to True for ``split="train"``; with False the test transform (resize + pad) is used.
-    For the synthetic source ``image_size`` is also the rendering size unless ``source_options`` say otherwise.
-    ``classes`` restricts episodes to some of the fold's classes (see ``EpisodeDataset``).
-    """
-    if source is None:
-        if dataset == "synthetic":
-            source_options.setdefault("image_size", image_size)
-        source = get_source(dataset, root=root, **source_options)
-    if augment is None:
-        augment = split == "train"
-    transform: EpisodeTransform = (train_transform if augment else test_transform)(image_size, normalization)
-    return EpisodeDataset(source, fold, split, shots, episodes=episodes, seed=seed, transform=transform,
-                          classes=classes)
+def move_batch(batch: dict[str, Any], device: torch.device | str) -> dict[str, Any]:
+    """A collated batch with its tensors on ``device`` (ids and original-size labels stay where they are)."""
+    return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}

@@ -185,7 +185,7 @@ def fetch(dataset: str, root: Path, opener: Opener = urllib.request.urlopen,
 
 def derive(dataset: str, root: Path, log: Callable[[str], None] = print) -> dict[str, int]:
     """Write the protocol lists and the class index of both splits; returns the number of images per split."""
-    from .sources import get_source
+    from .datasets import get_source
 
     if dataset == "pascal":
         from .pascal import derive_pascal_lists

@@ -115,23 +115,6 @@ class SegmentationSource(ABC):
         return f"{type(self).__name__}(classes={self.num_classes})"
 
 
-def get_source(name: str, root: str | Path | None = None, **options) -> SegmentationSource:
-    """Build a source by name: "synthetic" (no files needed), "pascal" or "coco" (from ``root`` or ``$DPCN_DATA``)."""
-    if name == "synthetic":
-        from .synthetic import SyntheticSource
-
-        return SyntheticSource(**options)
-    if name == "pascal":
-        from .pascal import PascalSource
-
-        return PascalSource(root=root, **options)
-    if name == "coco":
-        from .coco import CocoSource
-
-        return CocoSource(root=root, **options)
-    raise ValueError(f"unknown dataset {name!r}; expected 'synthetic', 'pascal' or 'coco'")
-
-
 __all__ = [
     "IGNORE_INDEX",
     "MIN_CLASS_PIXELS",
@@ -139,6 +122,5 @@ __all__ = [
     "SegmentationSource",
     "build_class_index",
     "default_data_root",
-    "get_source",
     "qualifying_classes",
 ]

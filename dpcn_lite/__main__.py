@@ -12,6 +12,9 @@ import json
 import sys
 from pathlib import Path
 
+from data_utils.datasets import DATASETS
+from dpcn_lite.config import MODEL_NAMES, OPTIMIZERS, TRAINING_PRESET_NAMES
+
 EPILOG = """\
 examples:
   python -m dpcn_lite train --preset cpu --run-dir runs/quickstart
@@ -25,7 +28,7 @@ examples:
 
 def _add_data_arguments(parser: argparse.ArgumentParser, with_defaults: bool) -> None:
     default = (lambda value: value) if with_defaults else (lambda value: None)
-    parser.add_argument("--dataset", choices=["synthetic", "pascal", "coco"], default=default("synthetic"),
+    parser.add_argument("--dataset", choices=DATASETS, default=default("synthetic"),
                         help="episodes from the embedded synthetic benchmark (no download), PASCAL-5i or COCO-20i "
                              "(prepare them with `python -m data_utils.prepare`)" +
                              ("" if with_defaults else "; default: the checkpoint's"))
@@ -60,10 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "(original-resolution labels, class IoU = sum(I)/sum(U), FB-IoU). Writes config.json, "
                     "checkpoint.pt, history.jsonl, metrics.json, training_curves.png and predictions.png.",
     )
-    train.add_argument("--preset", choices=["cpu", "paper", "tiny"], default="cpu",
+    train.add_argument("--preset", choices=TRAINING_PRESET_NAMES, default="cpu",
                        help="cpu: frozen EfficientNet-Lite0, 160 px, minutes on a laptop (default); paper: ResNet-50 "
                             "at 473 px, the paper's schedule (GPU); tiny: seconds, for tests")
-    train.add_argument("--model", choices=["dpcn", "prototype", "prior"], default="dpcn",
+    train.add_argument("--model", choices=MODEL_NAMES, default="dpcn",
                        help="dpcn (default), prototype (PANet-like baseline) or prior (PFENet-like baseline)")
     _add_data_arguments(train, with_defaults=True)
     train.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
@@ -77,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     budget.add_argument("--lr", type=float, default=None, dest="base_lr", help="base learning rate")
     budget.add_argument("--lr-scale", type=float, default=None,
                         help="multiplies --lr; 10 reproduces PFENet's hidden x10 (see docs/training.md)")
-    budget.add_argument("--optimizer", choices=("sgd", "adamw"), default=None,
+    budget.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
                         help="sgd (momentum 0.9, the paper's family) or adamw (the cpu preset's default)")
     budget.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
     budget.add_argument("--no-feature-cache", action="store_true",
@@ -118,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from dpcn_lite.train import resolve_config, run_experiment
+    from dpcn_lite.config import resolve_config
+    from dpcn_lite.experiment import run_experiment
 
     overrides = {}
     if args.no_sam:
@@ -155,8 +159,8 @@ def _train(args: argparse.Namespace) -> int:
 def _load(args: argparse.Namespace):
     import torch
 
-    from dpcn_lite.checkpoint import load_checkpoint, verified_pretrained_path
-    from dpcn_lite.train import TrainConfig, build_model_from_checkpoint
+    from dpcn_lite.checkpoint import load_trained_model, verified_pretrained_path
+    from dpcn_lite.config import TrainConfig
     from dpcn_lite.utils import default_device
 
     device = torch.device(args.device) if args.device else default_device()
@@ -164,9 +168,7 @@ def _load(args: argparse.Namespace):
         path = verified_pretrained_path(args.pretrained)
     else:
         path = args.checkpoint if args.checkpoint else args.run_dir / "checkpoint.pt"
-    checkpoint = load_checkpoint(path, map_location=device)
-    model = build_model_from_checkpoint(checkpoint).to(device)
-    cfg = TrainConfig.from_dict(checkpoint["train_config"])
+    model, cfg = load_trained_model(path, device)
     changes = {k: getattr(args, k) for k in ("dataset", "fold", "shots", "data_root") if getattr(args, k) is not None}
     if changes:
         values = cfg.to_dict()
@@ -176,20 +178,16 @@ def _load(args: argparse.Namespace):
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from dpcn_lite.evaluate import evaluate_seeds, write_metrics
-    from dpcn_lite.feature_cache import FeatureCache
-    from dpcn_lite.train import make_episodes, make_source
-
     import torch
 
+    from dpcn_lite.evaluate import write_metrics
+    from dpcn_lite.experiment import evaluate_on_test
+    from dpcn_lite.feature_cache import FeatureCache
+
     model, cfg, device = _load(args)
-    episodes = args.episodes or cfg.eval_episodes
-    seeds = args.eval_seeds or list(cfg.eval_seeds)
-    source = make_source(cfg)
     cache = None if model.backbone.has_trainable_parameters else FeatureCache(model, dtype=torch.float32)
-    metrics = evaluate_seeds(model, lambda seed: make_episodes(cfg, "test", seed=seed, episodes=episodes, source=source),
-                             seeds, batch_size=cfg.eval_batch_size, device=device, progress=not args.no_progress,
-                             feature_cache=cache)
+    metrics = evaluate_on_test(model, cfg, episodes=args.episodes, seeds=args.eval_seeds, device=device,
+                               progress=not args.no_progress, feature_cache=cache)
     metrics.update(model=cfg.model, preset=cfg.preset, dataset=cfg.dataset, train_seed=cfg.seed)
     _print_summary(metrics)
     if args.output:
@@ -202,11 +200,11 @@ def _predict(args: argparse.Namespace) -> int:
     from data_utils.folds import class_names
 
     from dpcn_lite.evaluate import prediction_rows
-    from dpcn_lite.train import make_episodes
+    from dpcn_lite.experiment import episodes_for_config
     from dpcn_lite.viz.training import plot_predictions
 
     model, cfg, device = _load(args)
-    episodes = make_episodes(cfg, "test", seed=args.seed, episodes=args.episodes)
+    episodes = episodes_for_config(cfg, "test", seed=args.seed, episodes=args.episodes)
     rows = prediction_rows(model, episodes, count=args.episodes, device=device, class_names=class_names(cfg.dataset))
     plot_predictions(rows, args.output, title=f"{cfg.model} | {cfg.dataset} fold {cfg.fold} | {cfg.shots}-shot")
     print(f"predictions written to {args.output}")

@@ -13,16 +13,12 @@ everything except optionally its last stage, and tells the data pipeline which i
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import torch
 import torch.nn as nn
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-# TF EfficientNet-Lite expects (pixel - 127) / 128 on 0-255 pixels, i.e. mean = 127/255, std = 128/255 on 0-1.
-LITE0_MEAN = (127.0 / 255.0,) * 3
-LITE0_STD = (128.0 / 255.0,) * 3
+from data_utils.transforms import EFFICIENTNET_LITE_NORMALIZATION, IMAGENET_NORMALIZATION, Normalization
 
 
 class BackboneFeatures(NamedTuple):
@@ -32,6 +28,13 @@ class BackboneFeatures(NamedTuple):
     """Mid-level features (ResNet: concat(layer3, layer2)), stride 8."""
     high: torch.Tensor
     """High-level features (ResNet: layer4), stride 8."""
+
+
+class EpisodeFeatures(NamedTuple):
+    """Backbone features of a whole episode batch: query ``B x ...``, supports ``B x K x ...`` (the feature cache)."""
+
+    query: BackboneFeatures
+    support: BackboneFeatures
 
 
 class Backbone(nn.Module):
@@ -138,7 +141,7 @@ class ResNetBackbone(Backbone):
         expansion = 4 if bottleneck else 1
         self.mid_channels = (128 + 256) * expansion
         self.high_channels = 512 * expansion
-        self.mean, self.std = IMAGENET_MEAN, IMAGENET_STD
+        self.mean, self.std = IMAGENET_NORMALIZATION.mean, IMAGENET_NORMALIZATION.std
 
     @property
     def layer4(self) -> nn.Module:
@@ -218,7 +221,7 @@ class EfficientNetLite0Backbone(Backbone):
         self.high_stage = _Lite0HighStage(*blocks[5:])  # -> 320 ch
         self.mid_channels = 112 + 40
         self.high_channels = 320
-        self.mean, self.std = LITE0_MEAN, LITE0_STD
+        self.mean, self.std = EFFICIENTNET_LITE_NORMALIZATION.mean, EFFICIENTNET_LITE_NORMALIZATION.std
 
     def _forward_mid(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.stem(images)
@@ -263,7 +266,7 @@ class TinyBackbone(Backbone):
         self.high_stage = _conv_bn_relu(16, 32, dilation=2)
         self.mid_channels = 32
         self.high_channels = 32
-        self.mean, self.std = IMAGENET_MEAN, IMAGENET_STD
+        self.mean, self.std = IMAGENET_NORMALIZATION.mean, IMAGENET_NORMALIZATION.std
 
     def _forward_mid(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         a = self.stage1(images)
@@ -290,6 +293,6 @@ def build_backbone(name: str, pretrained: bool = True, train_layer4: bool = Fals
     return backbone
 
 
-def normalization_of(name: str) -> tuple[Sequence[float], Sequence[float]]:
-    """(mean, std) on a 0-1 scale that a backbone expects, without building it."""
-    return (LITE0_MEAN, LITE0_STD) if name == "efficientnet_lite0" else (IMAGENET_MEAN, IMAGENET_STD)
+def normalization_of(name: str) -> Normalization:
+    """The input normalisation (mean, std on a 0-1 scale) that a backbone expects, without building it."""
+    return EFFICIENTNET_LITE_NORMALIZATION if name == "efficientnet_lite0" else IMAGENET_NORMALIZATION

@@ -5,8 +5,10 @@ The base class owns
 * separate 1x1 reductions of the mid-level features for the query and the supports (conv without bias -> ReLU ->
   Dropout2d), as in PFENet;
 * the support masks on the feature grid (label == 1, bilinear, 255 counts as background);
-* k-shot fusion of per-shot predictions (``mask_avg``, ``vote``, ``or``) for any head;
-* upsampling of the logits to the input size, and the training loss (main + lambda x reverse).
+* for the k-shot modes that fuse predictions (``mask_avg``, ``vote``, ``or``), running the head once per shot (the
+  fusion itself is ``dpcn_lite.kshot``);
+* upsampling of the logits to the input size, and :meth:`FewShotSegmenter.loss`, which prepares an episode batch for
+  the objective of ``dpcn_lite.losses`` (main + lambda x reverse).
 
 A subclass implements :meth:`FewShotSegmenter.head`::
 
@@ -30,9 +32,10 @@ from typing import Any, Mapping, NamedTuple
 import torch
 import torch.nn as nn
 
-from dpcn_lite.backbones import Backbone, BackboneFeatures, build_backbone
+from dpcn_lite.backbones import Backbone, BackboneFeatures, EpisodeFeatures, build_backbone
 from dpcn_lite.config import DPCNConfig, get_preset
-from dpcn_lite.losses import predicted_support_masks, segmentation_loss
+from dpcn_lite.kshot import fuse_shot_logits, per_shot, repeat_per_shot
+from dpcn_lite.losses import episode_objective
 from dpcn_lite.modules.decoder import upsample_logits
 from dpcn_lite.modules.prototypes import resize_support_mask
 
@@ -46,13 +49,6 @@ class SegmenterOutput(NamedTuple):
     """B x 2 x H x W at the input resolution (channel 0 background, 1 foreground)."""
     intermediates: dict[str, torch.Tensor]
     """Named inner tensors (detached), empty unless ``return_intermediates=True``."""
-
-
-class EpisodeFeatures(NamedTuple):
-    """Backbone features of a whole episode batch: query ``B x ...``, supports ``B x K x ...`` (the feature cache)."""
-
-    query: BackboneFeatures
-    support: BackboneFeatures
 
 
 class HeadInputs(NamedTuple):
@@ -200,14 +196,13 @@ class FewShotSegmenter(nn.Module):
             self.train(was_training)
 
     def loss(self, batch: Mapping[str, Any], features: EpisodeFeatures | tuple | None = None) -> dict[str, Any]:
-        """Training objective on a collated episode batch: main CE + lambda x reverse CE (paper §3.7).
+        """Training objective on a collated episode batch: main CE + lambda x reverse CE (``dpcn_lite.losses``).
 
         ``batch`` needs ``query_mask`` and ``support_masks``, plus ``query_image``/``support_images`` unless
         ``features`` (an :class:`EpisodeFeatures`, or a (query, support) pair, e.g. from the feature cache) is given.
         Returns ``loss`` (to backpropagate), ``main`` and ``reverse`` (detached), ``logits`` (B x 2 x H x W) and
         ``reverse_episodes`` (how many episodes had a non-empty predicted mask and entered the reverse loss).
         """
-        cfg = self.config
         query_mask = batch["query_mask"]
         support_masks = batch["support_masks"]
         if support_masks.dim() == 3:
@@ -225,80 +220,29 @@ class FewShotSegmenter(nn.Module):
                     "then never learn. Pass images instead, or use a config with train_layer4=False."
                 )
             features = EpisodeFeatures(*features)
-        image_hw = tuple(query_mask.shape[-2:])
-        output = self.forward_features(features.query, features.support, support_masks, image_hw)
-        main = segmentation_loss(output.logits, query_mask, cfg.ignore_index)
-        reverse = main.new_zeros(())
-        used = 0
-        if cfg.reverse_loss_weight > 0:
-            reverse, used = self._reverse_loss(features, output.logits, support_masks)
-        total = main + cfg.reverse_loss_weight * reverse
-        return {"loss": total, "main": main.detach(), "reverse": reverse.detach(), "logits": output.logits,
-                "reverse_episodes": used}
+        return episode_objective(self._segment, features, query_mask, support_masks,
+                                 reverse_weight=self.config.reverse_loss_weight, ignore_index=self.config.ignore_index)
 
     # ------------------------------------------------------------------------------------------------------------
     # Internals
     # ------------------------------------------------------------------------------------------------------------
 
-    def _reverse_loss(self, features: EpisodeFeatures, logits: torch.Tensor,
-                      support_masks: torch.Tensor) -> tuple[torch.Tensor, int]:
-        """Query + its predicted mask as a 1-shot support; each support image as a query (PANet's alignment)."""
-        predicted, non_empty = predicted_support_masks(logits)
-        if not bool(non_empty.any()):
-            return logits.sum() * 0.0, 0
-        k = support_masks.shape[1]
-        keep = non_empty.nonzero().flatten()
-
-        def as_support(t: torch.Tensor) -> torch.Tensor:  # B x ... -> (b'K) x 1 x ...
-            return t[keep].repeat_interleave(k, dim=0)[:, None]
-
-        def as_queries(t: torch.Tensor) -> torch.Tensor:  # B x K x ... -> (b'K) x ...
-            return t[keep].flatten(0, 1)
-
-        reverse_query = BackboneFeatures(as_queries(features.support.mid), as_queries(features.support.high))
-        reverse_support = BackboneFeatures(as_support(features.query.mid), as_support(features.query.high))
-        labels = as_queries(support_masks)
-        output = self.forward_features(reverse_query, reverse_support, as_support(predicted), tuple(labels.shape[-2:]))
-        return segmentation_loss(output.logits, labels, self.config.ignore_index), int(keep.numel())
+    def _segment(self, query_features: BackboneFeatures, support_features: BackboneFeatures,
+                 support_masks: torch.Tensor, image_hw: tuple[int, int]) -> torch.Tensor:
+        """Logits only: what the objective needs (``dpcn_lite.losses.Segment``)."""
+        return self.forward_features(query_features, support_features, support_masks, image_hw).logits
 
     def _fuse_shots(self, inputs: HeadInputs, intermediates: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Table 7's alternatives: run the head once per shot (as 1-shot episodes) and fuse the predictions.
-
-        * ``mask_avg``: average the per-shot foreground probabilities.
-        * ``vote`` (HSNet): a pixel is foreground when at least half as many shots vote for it as the pixel with
-          the most votes (votes = per-shot argmax).
-        * ``or``: foreground when any shot says so; the probability is the maximum over shots (same argmax).
-        The fused probability p is returned as logits (log(1 - p), log p), so argmax and softmax keep their meaning.
-        """
-        b, k = inputs.support_mid.shape[:2]
-
-        def per_shot(t: torch.Tensor) -> torch.Tensor:  # B x K x ... -> (BK) x 1 x ...
-            return t.flatten(0, 1)[:, None]
-
+        """Table 7's alternatives: run the head once per shot (as 1-shot episodes); ``dpcn_lite.kshot`` fuses them."""
+        k = inputs.support_mid.shape[1]
         single = HeadInputs(
-            query_mid=inputs.query_mid.repeat_interleave(k, dim=0),
+            query_mid=repeat_per_shot(inputs.query_mid, k),
             support_mid=per_shot(inputs.support_mid),
-            query_high=inputs.query_high.repeat_interleave(k, dim=0),
+            query_high=repeat_per_shot(inputs.query_high, k),
             support_high=per_shot(inputs.support_high),
             support_masks=per_shot(inputs.support_masks),
         )
-        logits = self.head(single, intermediates)
-        probabilities = logits.softmax(dim=1)[:, 1].view(b, k, *logits.shape[-2:])
-        mode = self.config.kshot_fusion
-        if mode == "mask_avg":
-            fused = probabilities.mean(dim=1)
-        elif mode == "or":
-            fused = probabilities.max(dim=1).values
-        elif mode == "vote":
-            votes = (probabilities > 0.5).float().sum(dim=1)
-            most = votes.flatten(1).max(dim=1).values.clamp(min=1.0)[:, None, None]
-            fused = (votes / most >= 0.5).float()
-        else:
-            raise ValueError(f"Unknown kshot_fusion {mode!r}.")
-        intermediates["shot_probabilities"] = probabilities
-        eps = 1e-6
-        fused = fused.clamp(eps, 1 - eps)
-        return torch.stack([torch.log1p(-fused), torch.log(fused)], dim=1)
+        return fuse_shot_logits(self.head(single, intermediates), k, self.config.kshot_fusion, intermediates)
 
     @staticmethod
     def _check_episode(query_image: torch.Tensor, support_images: torch.Tensor,

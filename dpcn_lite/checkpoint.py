@@ -1,5 +1,8 @@
-"""Checkpoints that survive crashes and load safely.
+"""Checkpoints: their one format, how they are written, and how a model comes back from one.
 
+* **One format.** :func:`training_checkpoint` (what the loop writes every epoch) and :func:`head_only_checkpoint` (what
+  ships inside the package) both assemble their dict in :func:`_record`; :func:`build_model_from_checkpoint` reads
+  either back. Training and ``scripts/make_checkpoint.py`` use these functions; nothing else builds the dict.
 * **Atomic writes.** :func:`atomic_save` writes to a temporary file in the same folder, flushes it to disk and then
   renames it over the target with ``os.replace`` (atomic on POSIX and Windows). A crash or a full disk during the write
   leaves the previous checkpoint untouched, never a half-written one.
@@ -9,6 +12,8 @@
 * **Exact resume.** :func:`capture_rng_state` / :func:`restore_rng_state` save and restore the Python, NumPy and PyTorch
   (CPU and CUDA) random generators, so a resumed run draws the same episodes, dropout masks and augmentations as an
   uninterrupted one.
+* **Exact resume.** :func:`resume_training` checks that the settings match and restores model, optimiser, scheduler,
+  scaler and RNG states.
 * **Small published checkpoints.** :func:`load_pretrained` loads a checkpoint shipped inside the package (only the
   trainable head is stored when the backbone is the frozen pretrained Lite0), after checking its sha256.
 """
@@ -27,7 +32,15 @@ from typing import IO, Any
 import numpy as np
 import torch
 
+from dpcn_lite.base import FewShotSegmenter
+from dpcn_lite.config import DPCNConfig, TrainConfig
+from dpcn_lite.model import build_model
+
 PACKAGE_CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
+CHECKPOINT_FORMAT = "dpcn-lite-checkpoint-1"
+RESUME_MUST_MATCH = ("preset", "dataset", "model", "fold", "shots", "seed", "epochs", "episodes_per_epoch", "batch_size",
+                     "base_lr", "lr_scale", "optimizer", "model_overrides")
+"""TrainConfig fields a resumed run must share with its checkpoint (else the numbers would be meaningless)."""
 
 
 def _default_file_mode() -> int:
@@ -166,14 +179,95 @@ def verified_pretrained_path(name: str) -> Path:
     return path
 
 
-def load_pretrained(name: str = "cpu-synthetic-fold0", device: str | torch.device = "cpu") -> torch.nn.Module:
+# --- the format -------------------------------------------------------------------------------------------------------
+
+
+def _record(model_name: str, model_config: dict[str, Any], train_config: dict[str, Any],
+            model_state: dict[str, torch.Tensor], progress: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """The one layout of a checkpoint dict: what the model is, how it was trained, its weights, then ``extra``."""
+    return {"format": CHECKPOINT_FORMAT, "model_name": model_name, "model_config": model_config,
+            "train_config": train_config, "model_state": model_state, **extra, **progress}
+
+
+def training_checkpoint(cfg: TrainConfig, model: FewShotSegmenter, optimizer: torch.optim.Optimizer,
+                        scheduler: Any, scaler: torch.amp.GradScaler, epoch: int, iteration: int,
+                        history: list[dict]) -> dict[str, Any]:
+    """Everything an exact resume needs, after ``epoch`` epochs (``iteration`` optimiser steps)."""
+    return _record(cfg.model, model.config.to_dict(), cfg.to_dict(), model.state_dict(),
+                   {"epoch": epoch, "iteration": iteration, "history": history},
+                   optimizer_state=optimizer.state_dict(), scheduler_state=scheduler.state_dict(),
+                   scaler_state=scaler.state_dict(), rng_state=capture_rng_state())
+
+
+def head_only_state(model: FewShotSegmenter) -> dict[str, torch.Tensor]:
+    """The weights worth shipping: everything except a frozen, pretrained backbone (rebuilt from the package)."""
+    if model.backbone.has_trainable_parameters or not model.config.pretrained:
+        return model.state_dict()
+    return {k: v for k, v in model.state_dict().items() if not k.startswith("backbone.")}
+
+
+def head_only_checkpoint(checkpoint: dict[str, Any], model: FewShotSegmenter) -> dict[str, Any]:
+    """A training checkpoint reduced to what ships: no optimiser or RNG state, no frozen pretrained backbone."""
+    return _record(checkpoint["model_name"], checkpoint["model_config"], checkpoint["train_config"],
+                   {k: v.contiguous() for k, v in head_only_state(model).items()},
+                   {k: checkpoint[k] for k in ("epoch", "iteration", "history")}, head_only=True)
+
+
+def resume_training(state: dict[str, Any], cfg: TrainConfig, model: FewShotSegmenter,
+                    optimizer: torch.optim.Optimizer, scheduler: Any,
+                    scaler: torch.amp.GradScaler) -> tuple[int, int, list[dict]]:
+    """Load a training checkpoint into the run's objects; returns ``(epoch, iteration, history)`` to continue from.
+
+    Refuses a checkpoint trained with different settings (``RESUME_MUST_MATCH``).
+    """
+    saved = state.get("train_config", {})
+    different = [k for k in RESUME_MUST_MATCH if saved.get(k) != cfg.to_dict().get(k)]
+    if different:
+        raise ValueError(
+            f"Cannot resume: the checkpoint was trained with different {different} "
+            f"({ {k: saved.get(k) for k in different} }). Use a new --run-dir, or the same settings."
+        )
+    model.load_state_dict(state["model_state"])
+    optimizer.load_state_dict(state["optimizer_state"])
+    scheduler.load_state_dict(state["scheduler_state"])
+    scaler.load_state_dict(state["scaler_state"])
+    restore_rng_state(state["rng_state"])
+    return state["epoch"], state["iteration"], list(state["history"])
+
+
+# --- models back from checkpoints ------------------------------------------------------------------------------------
+
+
+def build_model_from_checkpoint(checkpoint: dict[str, Any]) -> FewShotSegmenter:
+    """Rebuild the model a checkpoint was trained as and load its weights.
+
+    Checkpoints that store only the trainable head (:func:`head_only_checkpoint`) get their frozen pretrained backbone
+    from the installed package; any other missing weight is an error.
+    """
+    if checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"Not a dpcn-lite checkpoint (format={checkpoint.get('format')!r}, expected {CHECKPOINT_FORMAT!r}).")
+    config = DPCNConfig.from_dict(checkpoint["model_config"])
+    model = build_model(checkpoint["model_name"], config)
+    missing, unexpected = model.load_state_dict(checkpoint["model_state"], strict=False)
+    head_only = checkpoint.get("head_only", False)
+    bad_missing = [k for k in missing if not (head_only and k.startswith("backbone."))]
+    if bad_missing or unexpected:
+        raise RuntimeError(f"Checkpoint does not fit the model: missing {bad_missing[:5]}, unexpected {unexpected[:5]}.")
+    return model.eval()
+
+
+def load_trained_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[FewShotSegmenter, TrainConfig]:
+    """A model and its training settings from a checkpoint file (loaded with ``weights_only=True``)."""
+    checkpoint = load_checkpoint(path, map_location=device)
+    model = build_model_from_checkpoint(checkpoint).to(device)
+    return model, TrainConfig.from_dict(checkpoint["train_config"])
+
+
+def load_pretrained(name: str = "cpu-synthetic-fold0", device: str | torch.device = "cpu") -> FewShotSegmenter:
     """A trained model shipped with the package, ready for ``eval()``: ``load_pretrained("cpu-synthetic-fold0")``.
 
     The sha256 is verified first; the file is loaded with ``weights_only=True``; the frozen pretrained backbone is
     rebuilt from the installed weights and only the stored (trainable) parameters are loaded on top.
     """
-    from dpcn_lite.train import build_model_from_checkpoint  # late import: train imports this module
-
-    checkpoint = load_checkpoint(verified_pretrained_path(name), map_location=device)
-    model = build_model_from_checkpoint(checkpoint)
-    return model.to(device).eval()
+    model, _ = load_trained_model(verified_pretrained_path(name), device)
+    return model.eval()

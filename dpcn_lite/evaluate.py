@@ -25,19 +25,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from data_utils.episodes import collate_episodes, move_batch
 from dpcn_lite.base import FewShotSegmenter
 from dpcn_lite.checkpoint import atomic_write_text
 from dpcn_lite.metrics import FewShotIoU, episode_counts, mean_and_std, prediction_at_original_size
-
-
-def _to_device(batch: dict, device: torch.device) -> dict:
-    return {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
-
-
-def _collate(batch: list[dict]) -> dict:
-    from data_utils.episodes import collate_episodes
-
-    return collate_episodes(batch)
+from dpcn_lite.viz import display_image
 
 
 @torch.no_grad()
@@ -62,7 +54,7 @@ def evaluate(
     was_training = model.training
     model.eval()
     metric = FewShotIoU(episodes.classes)
-    loader = DataLoader(episodes, batch_size=batch_size, shuffle=False, collate_fn=_collate, num_workers=num_workers)
+    loader = DataLoader(episodes, batch_size=batch_size, shuffle=False, collate_fn=collate_episodes, num_workers=num_workers)
     use_amp = amp and device.type == "cuda"
     try:
         for batch in tqdm(loader, desc="evaluating", leave=False, disable=not progress):
@@ -70,7 +62,7 @@ def evaluate(
                 raise ValueError("Evaluation needs test-split episodes (with query_label_original and query_valid_hw).")
             with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
                 if feature_cache is not None:
-                    features = feature_cache.episode_features(_to_device(batch, device))
+                    features = feature_cache.episode_features(move_batch(batch, device))
                     logits = model.forward_features(features.query, features.support, batch["support_masks"].to(device),
                                                     tuple(batch["query_image"].shape[-2:])).logits
                 else:
@@ -170,8 +162,6 @@ def summarise_runs(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
 def prediction_rows(model: FewShotSegmenter, episodes, count: int = 4, device: torch.device | str = "cpu",
                     class_names: Sequence[str] | None = None) -> list[dict]:
     """The first ``count`` episodes as rows for :func:`dpcn_lite.viz.training.plot_predictions`."""
-    from dpcn_lite.viz.training import denormalize
-
     model.eval()
     mean, std = model.normalization
     rows = []
@@ -185,9 +175,9 @@ def prediction_rows(model: FewShotSegmenter, episodes, count: int = 4, device: t
         iou = episode_counts(prediction, query_mask).fg_iou
         name = class_names[episode["class_id"] - 1] if class_names else f"class {episode['class_id']}"
         rows.append({
-            "support_image": denormalize(episode["support_images"][0].numpy(), mean, std),
+            "support_image": display_image(episode["support_images"][0], mean, std),
             "support_mask": episode["support_masks"][0].numpy(),
-            "query_image": denormalize(episode["query_image"].numpy(), mean, std),
+            "query_image": display_image(episode["query_image"], mean, std),
             "query_mask": query_mask.numpy(),
             "prediction": prediction.numpy(),
             "caption": f"{name}\nIoU {100 * iou:.1f}%" if not math.isnan(iou) else name,

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-IGNORE_INDEX = 255
+from data_utils.validation import IGNORE_INDEX
 
 
 @dataclass(frozen=True)

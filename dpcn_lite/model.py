@@ -14,23 +14,26 @@ Ablation switches (``DPCNConfig``) and what the fusion then holds (C = channels,
 
 k-shot (``kshot_fusion="pool"``, the paper): the DCM foreground vectors of all shots are pooled together; SAM maps
 (min-max normalised per shot) and MAP prototypes are averaged over shots. Other modes run the head per shot and fuse
-the predictions in the base class (see ``FewShotSegmenter._fuse_shots``).
+the predictions (``dpcn_lite.kshot``).
+
+``build_model(name, config)`` at the end builds DPCN or one of its two baselines by name.
 """
 
 from __future__ import annotations
 
 import torch
 
-from dpcn_lite.base import FewShotSegmenter, HeadInputs
 from dpcn_lite.backbones import Backbone
-from dpcn_lite.config import DPCNConfig
+from dpcn_lite.base import FewShotSegmenter, HeadInputs
+from dpcn_lite.baselines import PriorMaskSegmenter, PrototypeSegmenter
+from dpcn_lite.config import MODEL_NAMES, DPCNConfig
 from dpcn_lite.modules.dcm import DynamicConvolutionModule
 from dpcn_lite.modules.decoder import Decoder
 from dpcn_lite.modules.ffm import FeatureFilteringModule
 from dpcn_lite.modules.prototypes import cosine_prior, expand_prototype, masked_average_pooling
 from dpcn_lite.modules.sam import SupportActivationModule
 
-__all__ = ["DPCN", "INTERMEDIATE_NAMES"]
+__all__ = ["DPCN", "HEADS", "INTERMEDIATE_NAMES", "build_model"]
 
 INTERMEDIATE_NAMES = {
     "support_masks_soft": "B x K x 1 x h x w  support masks on the feature grid (label == 1, bilinear)",
@@ -114,3 +117,15 @@ class DPCN(FewShotSegmenter):
         fused = torch.cat(parts, dim=1)
         intermediates["fused"] = fused
         return self.decoder(fused)
+
+
+HEADS: dict[str, type[FewShotSegmenter]] = {"dpcn": DPCN, "prototype": PrototypeSegmenter, "prior": PriorMaskSegmenter}
+"""Model name (``TrainConfig.model``, ``--model``) -> head class; the names are ``config.MODEL_NAMES``."""
+assert tuple(HEADS) == MODEL_NAMES
+
+
+def build_model(name: str, config: DPCNConfig) -> FewShotSegmenter:
+    """``dpcn``, ``prototype`` or ``prior`` on the given config (all share the FewShotSegmenter base)."""
+    if name not in HEADS:
+        raise ValueError(f"Unknown model {name!r}; choose one of {list(MODEL_NAMES)}.")
+    return HEADS[name](config)

@@ -16,9 +16,17 @@ from pathlib import Path
 
 import torch
 
-from dpcn_lite.checkpoint import PACKAGE_CHECKPOINTS, atomic_save, atomic_write_text, load_checkpoint, sha256_of
-from dpcn_lite.train import CHECKPOINT_FORMAT, TrainConfig, build_model_from_checkpoint, head_only_state
-from dpcn_lite.train import resolve_config, run_experiment
+from dpcn_lite.checkpoint import (
+    PACKAGE_CHECKPOINTS,
+    atomic_save,
+    atomic_write_text,
+    build_model_from_checkpoint,
+    head_only_checkpoint,
+    load_checkpoint,
+    sha256_of,
+)
+from dpcn_lite.config import TrainConfig, resolve_config
+from dpcn_lite.experiment import run_experiment
 
 NAME = "cpu-synthetic-fold0"
 METRIC_KEYS = ("mIoU", "FB-IoU", "per_class_IoU", "per_class_IoU_by_name", "episodes", "shots", "fold", "seed")
@@ -42,17 +50,7 @@ def main() -> None:
     metrics = json.loads((run_dir / "metrics.json").read_text())
     model = build_model_from_checkpoint(checkpoint)
 
-    shipped = {
-        "format": CHECKPOINT_FORMAT,
-        "model_name": checkpoint["model_name"],
-        "model_config": checkpoint["model_config"],
-        "train_config": checkpoint["train_config"],
-        "model_state": {k: v.contiguous() for k, v in head_only_state(model).items()},
-        "head_only": True,
-        "epoch": checkpoint["epoch"],
-        "iteration": checkpoint["iteration"],
-        "history": checkpoint["history"],
-    }
+    shipped = head_only_checkpoint(checkpoint, model)
     path = atomic_save(shipped, PACKAGE_CHECKPOINTS / f"{NAME}.pt")
 
     # The shipped file must rebuild the same model: compare every weight with the trained one.

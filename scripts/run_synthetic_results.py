@@ -26,10 +26,13 @@ from pathlib import Path
 
 import torch
 
+from dpcn_lite.checkpoint import load_trained_model
+from dpcn_lite.config import TrainConfig, resolve_config
 from dpcn_lite.evaluate import ForeignSupports, evaluate, summarise_runs
+from dpcn_lite.experiment import episodes_for_config, make_source, run_experiment
 from dpcn_lite.feature_cache import FeatureCache
 from dpcn_lite.metrics import mean_and_std
-from dpcn_lite.train import TrainConfig, build_model, load_trained_model, make_episodes, make_source, resolve_config, run_experiment
+from dpcn_lite.model import build_model
 
 ROOT = Path(__file__).resolve().parents[1]
 ROWS: list[tuple[str, dict]] = [
@@ -190,14 +193,14 @@ def main() -> None:
                    eval_seconds=metrics["eval_seconds"])
         if (label, seed, 1, "foreign") not in done:
             model, cfg = load_trained_model(run_dir / "checkpoint.pt")
-            episodes = make_episodes(cfg, "test", seed=0, episodes=args.eval_episodes, source=source)
+            episodes = episodes_for_config(cfg, "test", seed=0, episodes=args.eval_episodes, source=source)
             metrics = summarise_runs([evaluate(model, ForeignSupports(episodes), progress=False,
                                                feature_cache=test_cache)])
             record(label, seed, 1, metrics, supports="foreign")
         if label in FIVE_SHOT_ROWS and (label, seed, 5, "true") not in done:
             model, cfg = load_trained_model(run_dir / "checkpoint.pt")
             five = TrainConfig.from_dict({**cfg.to_dict(), "shots": 5})
-            episodes = make_episodes(five, "test", seed=0, episodes=args.eval_episodes, source=source)
+            episodes = episodes_for_config(five, "test", seed=0, episodes=args.eval_episodes, source=source)
             metrics = summarise_runs([evaluate(model, episodes, progress=False, feature_cache=test_cache)])
             record(label, seed, 5, metrics)
     if writes_docs:

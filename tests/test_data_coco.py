@@ -7,7 +7,7 @@ import pytest
 from data_fixtures import COCO_IMAGES, write_coco_fixture
 
 from data_utils.coco import CocoSource, write_coco_labels
-from data_utils.episodes import make_episodes
+from data_utils.datasets import episodes_for_dataset
 from data_utils.validation import DatasetNotFoundError
 
 
@@ -55,7 +55,7 @@ def test_interleaved_is_the_default_and_consecutive_is_an_option(root):
 
 
 def test_episodes_on_coco(root):
-    ds = make_episodes("coco", fold=0, split="test", shots=1, image_size=48, episodes=4, root=str(root),
+    ds = episodes_for_dataset("coco", fold=0, split="test", shots=1, image_size=48, episodes=4, root=str(root),
                        classes=[5])
     ep = ds[0]
     assert ep["class_id"] == 5 and ep["query_label_original"].shape == (80, 100)

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from data_utils.episodes import EpisodeDataset, binarize, collate_episodes, make_episodes
+from data_utils.datasets import episodes_for_dataset
+from data_utils.episodes import EpisodeDataset, binarize, collate_episodes
 from data_utils.synthetic import SyntheticSource
 from data_utils.validation import DataError
 
@@ -78,7 +79,7 @@ def test_training_episodes_change_with_epoch_but_not_on_reread(source):
 
 
 def test_episode_dict_matches_the_contract(source):
-    ds = make_episodes("synthetic", fold=0, split="test", shots=2, image_size=48, episodes=4, source=source)
+    ds = episodes_for_dataset("synthetic", fold=0, split="test", shots=2, image_size=48, episodes=4, source=source)
     ep = ds[0]
     assert ep["query_image"].shape == (3, 48, 48) and ep["query_image"].dtype == torch.float32
     assert ep["query_mask"].shape == (48, 48) and ep["query_mask"].dtype == torch.int64
@@ -101,7 +102,7 @@ def test_episode_dict_matches_the_contract(source):
     assert isinstance(batch["query_label_original"], list) and len(batch["query_label_original"]) == 3
     assert len(batch["query_valid_hw"]) == 3
 
-    train = make_episodes("synthetic", fold=0, split="train", shots=1, image_size=48, episodes=4, source=source)
+    train = episodes_for_dataset("synthetic", fold=0, split="train", shots=1, image_size=48, episodes=4, source=source)
     ep = train[0]
     assert "query_label_original" not in ep and ep["support_images"].shape == (1, 3, 48, 48)
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from data_fixtures import PASCAL_IMAGES, box_label, write_pascal_fixture
 
-from data_utils.episodes import EpisodeDataset, make_episodes
+from data_utils.datasets import episodes_for_dataset
+from data_utils.episodes import EpisodeDataset
 from data_utils.pascal import PascalSource, derive_pascal_lists
 from data_utils.validation import DataError, DatasetNotFoundError
 
@@ -48,7 +49,7 @@ def test_load_returns_class_indices_from_palette_pngs(root):
 
 
 def test_test_episodes_on_pascal_keep_the_original_size_label(root):
-    ds = make_episodes("pascal", fold=0, split="test", shots=1, image_size=64, episodes=6, root=str(root),
+    ds = episodes_for_dataset("pascal", fold=0, split="test", shots=1, image_size=64, episodes=6, root=str(root),
                        classes=[1])
     for i in range(6):
         ep = ds[i]

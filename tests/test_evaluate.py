@@ -10,7 +10,8 @@ from dpcn_lite.config import get_preset
 from dpcn_lite.evaluate import evaluate, evaluate_seeds
 from dpcn_lite.feature_cache import FeatureCache
 from dpcn_lite.model import DPCN
-from dpcn_lite.train import make_episodes, resolve_config
+from dpcn_lite.config import resolve_config
+from dpcn_lite.experiment import episodes_for_config
 
 
 class AlwaysForeground(nn.Module):
@@ -32,7 +33,7 @@ def cfg():
 
 
 def test_always_foreground_scores_foreground_pixels_over_valid_pixels(cfg) -> None:
-    episodes = make_episodes(cfg, "test", seed=0, episodes=12)
+    episodes = episodes_for_config(cfg, "test", seed=0, episodes=12)
     result = evaluate(AlwaysForeground(), episodes, batch_size=5, progress=False)
     foreground: dict[int, int] = {}
     valid: dict[int, int] = {}
@@ -54,7 +55,7 @@ def test_always_foreground_scores_foreground_pixels_over_valid_pixels(cfg) -> No
 def test_feature_cache_evaluation_matches_the_full_model(cfg) -> None:
     torch.manual_seed(0)
     model = DPCN(get_preset("tiny", train_layer4=False)).eval()
-    episodes = make_episodes(cfg, "test", seed=1, episodes=6)
+    episodes = episodes_for_config(cfg, "test", seed=1, episodes=6)
     direct = evaluate(model, episodes, batch_size=3, progress=False)
     cached = evaluate(model, episodes, batch_size=3, progress=False,
                       feature_cache=FeatureCache(model, dtype=torch.float32))
@@ -63,7 +64,7 @@ def test_feature_cache_evaluation_matches_the_full_model(cfg) -> None:
 
 
 def test_several_seeds_report_mean_and_std_in_percent(cfg) -> None:
-    result = evaluate_seeds(AlwaysForeground(), lambda seed: make_episodes(cfg, "test", seed=seed, episodes=5),
+    result = evaluate_seeds(AlwaysForeground(), lambda seed: episodes_for_config(cfg, "test", seed=seed, episodes=5),
                             seeds=[0, 1, 2], batch_size=5, progress=False)
     per_seed = [r["mIoU"] for r in result["per_seed"]]
     assert result["mIoU"] == pytest.approx(sum(per_seed) / 3)
@@ -74,14 +75,14 @@ def test_several_seeds_report_mean_and_std_in_percent(cfg) -> None:
 
 def test_training_episodes_are_refused(cfg) -> None:
     with pytest.raises(ValueError, match="test-split"):
-        evaluate(AlwaysForeground(), make_episodes(cfg, "train", seed=0, episodes=2), progress=False)
+        evaluate(AlwaysForeground(), episodes_for_config(cfg, "train", seed=0, episodes=2), progress=False)
 
 
 def test_foreign_supports_keep_the_query_and_swap_in_another_class() -> None:
-    from data_utils.episodes import make_episodes
+    from data_utils.datasets import episodes_for_dataset
     from dpcn_lite.evaluate import ForeignSupports
 
-    episodes = make_episodes("synthetic", fold=0, split="test", shots=2, image_size=64, episodes=12,
+    episodes = episodes_for_dataset("synthetic", fold=0, split="test", shots=2, image_size=64, episodes=12,
                              images_per_class=3, cache_size=0)
     foreign = ForeignSupports(episodes)
     specs = episodes.episode_list()
@@ -97,7 +98,7 @@ def test_foreign_supports_keep_the_query_and_swap_in_another_class() -> None:
 
 def test_a_support_blind_model_scores_the_same_with_foreign_supports() -> None:
     """The control separates models: a head that ignores the support is unaffected, a prototype head is not."""
-    from data_utils.episodes import make_episodes
+    from data_utils.datasets import episodes_for_dataset
     from dpcn_lite.baselines import PrototypeSegmenter
     from dpcn_lite.evaluate import ForeignSupports, evaluate
 
@@ -107,7 +108,7 @@ def test_a_support_blind_model_scores_the_same_with_foreign_supports() -> None:
 
     torch.manual_seed(0)
     blind, prototype = SupportBlind("tiny").eval(), PrototypeSegmenter("tiny").eval()
-    episodes = make_episodes("synthetic", fold=0, split="test", shots=1, image_size=64, episodes=20,
+    episodes = episodes_for_dataset("synthetic", fold=0, split="test", shots=1, image_size=64, episodes=20,
                              images_per_class=3, cache_size=0, normalization=blind.normalization)
     foreign = ForeignSupports(episodes)
     same = evaluate(blind, episodes, progress=False), evaluate(blind, foreign, progress=False)

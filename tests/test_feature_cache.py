@@ -9,13 +9,14 @@ from data_utils.episodes import collate_episodes
 from dpcn_lite.config import get_preset
 from dpcn_lite.feature_cache import FeatureCache
 from dpcn_lite.model import DPCN
-from dpcn_lite.train import make_episodes, resolve_config
+from dpcn_lite.config import resolve_config
+from dpcn_lite.experiment import episodes_for_config
 
 
 @pytest.fixture(scope="module")
 def batch() -> dict:
     cfg = resolve_config("tiny", synthetic_images_per_class=3, model_overrides={"train_layer4": False})
-    episodes = make_episodes(cfg, "train", seed=0, episodes=3)
+    episodes = episodes_for_config(cfg, "train", seed=0, episodes=3)
     return collate_episodes([episodes[i] for i in range(3)])
 
 

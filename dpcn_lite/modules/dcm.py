@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-KERNEL_SHAPES = {"v": "S x 1 (vertical)", "h": "1 x S (horizontal)", "s": "S x S (square)"}
+from dpcn_lite.config import DCM_KERNELS, EMPTY_SUPPORT_FALLBACKS, SQUARE_PROTOTYPE_SOURCES, check_choice, check_dcm_kernels
 
 
 def foreground_vectors(support: torch.Tensor, soft_masks: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
@@ -66,16 +66,14 @@ def dynamic_depthwise_conv_loop(features: torch.Tensor, kernels: torch.Tensor) -
 class DynamicConvolutionModule(nn.Module):
     """Generates the dynamic kernels from support foreground vectors and applies them to the filtered query."""
 
-    def __init__(self, channels: int, kernel_size: int = 5, kernels: tuple[str, ...] = ("v", "h", "s"),
+    def __init__(self, channels: int, kernel_size: int = 5, kernels: tuple[str, ...] = DCM_KERNELS,
                  square_prototypes: str = "literal", threshold: float = 0.5, fallback: str = "map") -> None:
         super().__init__()
-        unknown = [k for k in kernels if k not in KERNEL_SHAPES]
-        if unknown or not kernels:
-            raise ValueError(f"DCM kernels {kernels!r}: choose a non-empty subset of {list(KERNEL_SHAPES)}.")
-        if square_prototypes not in ("literal", "direct"):
-            raise ValueError(f"square_prototypes={square_prototypes!r}: choose 'literal' or 'direct'.")
-        if fallback not in ("map", "mean"):
-            raise ValueError(f"fallback={fallback!r}: choose 'map' or 'mean'.")
+        check_dcm_kernels("DynamicConvolutionModule kernels", kernels)
+        if not kernels:
+            raise ValueError("DynamicConvolutionModule needs at least one kernel shape (v, h or s).")
+        check_choice("DynamicConvolutionModule square_prototypes", square_prototypes, SQUARE_PROTOTYPE_SOURCES)
+        check_choice("DynamicConvolutionModule fallback", fallback, EMPTY_SUPPORT_FALLBACKS)
         self.kernel_size = kernel_size
         self.kernel_names = tuple(kernels)
         self.square_prototypes = square_prototypes

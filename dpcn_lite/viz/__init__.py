@@ -1,21 +1,39 @@
 """Plotting helpers for the course. One fixed colour scheme; every helper draws PNG figures and closes them.
 
 Submodules: ``episodes`` (data, episodes, galleries), ``activations`` (what the model computes inside),
-``training`` (curves and predictions).
+``training`` (curves and predictions). Shared here: the colours, :func:`display_image` (the one way back from a
+normalised tensor to a picture), :func:`overlay_mask`, :func:`image_grid` and :func:`finish`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
-
 import numpy as np
+import torch
+
+from data_utils.validation import IGNORE_INDEX
 
 # One colour scheme for every figure in the course: foreground, background, ignore (255).
 FOREGROUND_RGB = (0.95, 0.30, 0.20)
 IGNORE_RGB = (1.0, 1.0, 1.0)
 ACTIVATION_CMAP = "magma"
+
+
+def display_image(image: torch.Tensor | np.ndarray, mean: Sequence[float] | None = None,
+                  std: Sequence[float] | None = None) -> np.ndarray:
+    """``HxWx3`` in [0, 1] from a normalised ``3xHxW`` tensor or array (pass the ``mean``/``std`` it was normalised
+    with, e.g. a model's ``normalization``), or from a ``uint8``/[0, 1] ``HxWx3`` image."""
+    array = image.detach().float().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image, np.float32)
+    if array.ndim == 3 and array.shape[0] == 3 and array.shape[-1] != 3:
+        array = array.transpose(1, 2, 0)
+    if mean is not None and std is not None:
+        array = array * np.asarray(std, dtype=np.float32) + np.asarray(mean, dtype=np.float32)
+    elif array.max() > 1.0:
+        array = array / 255.0
+    return np.clip(array, 0.0, 1.0)
 
 
 def overlay_mask(image: np.ndarray, mask: np.ndarray, alpha: float = 0.5) -> np.ndarray:
@@ -25,7 +43,7 @@ def overlay_mask(image: np.ndarray, mask: np.ndarray, alpha: float = 0.5) -> np.
         out = out / 255.0
     mask = np.asarray(mask)
     fg = mask == 1
-    ign = mask == 255
+    ign = mask == IGNORE_INDEX
     out[fg] = (1 - alpha) * out[fg] + alpha * np.array(FOREGROUND_RGB, dtype=np.float32)
     out[ign] = (1 - alpha) * out[ign] + alpha * np.array(IGNORE_RGB, dtype=np.float32)
     return np.clip(out, 0.0, 1.0)

@@ -13,7 +13,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from dpcn_lite.viz import ACTIVATION_CMAP, finish, image_grid, overlay_mask
+from dpcn_lite.viz import ACTIVATION_CMAP, display_image, finish, image_grid, overlay_mask
 
 PathLike = str | Path | None
 
@@ -24,19 +24,6 @@ def _figure(ncols: int, nrows: int = 1, size: float = 2.6):
 
 def _numpy(t: torch.Tensor | np.ndarray) -> np.ndarray:
     return t.detach().float().cpu().numpy() if isinstance(t, torch.Tensor) else np.asarray(t, dtype=np.float32)
-
-
-def display_image(image: torch.Tensor | np.ndarray, mean: Sequence[float] | None = None,
-                  std: Sequence[float] | None = None) -> np.ndarray:
-    """``HxWx3`` in [0, 1] from a normalised ``3xHxW`` tensor (pass the model's ``normalization``) or an array."""
-    array = _numpy(image)
-    if array.ndim == 3 and array.shape[0] == 3 and array.shape[-1] != 3:
-        array = array.transpose(1, 2, 0)
-    if mean is not None and std is not None:
-        array = array * np.asarray(std, dtype=np.float32) + np.asarray(mean, dtype=np.float32)
-    elif array.max() > 1.0:
-        array = array / 255.0
-    return np.clip(array, 0.0, 1.0)
 
 
 def pca_rgb(features: torch.Tensor | np.ndarray) -> np.ndarray:

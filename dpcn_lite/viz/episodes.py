@@ -12,35 +12,22 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from dpcn_lite.viz import finish, image_grid, overlay_mask
+from data_utils.episodes import binarize
+from data_utils.transforms import IMAGENET_NORMALIZATION
+from dpcn_lite.viz import display_image, finish, image_grid, overlay_mask
 
 PathLike = str | Path | None
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def _figure(ncols: int, nrows: int = 1, size: float = 2.4):
     return image_grid(ncols, nrows, size)
 
 
-def to_display(image: torch.Tensor | np.ndarray, mean: Sequence[float] = IMAGENET_MEAN,
-               std: Sequence[float] = IMAGENET_STD) -> np.ndarray:
-    """``HxWx3`` in [0, 1]: undo the normalisation of a ``3xHxW`` tensor, or scale a ``uint8 HxWx3`` array."""
-    if isinstance(image, torch.Tensor):
-        array = image.detach().float().cpu().numpy().transpose(1, 2, 0)
-        array = array * np.asarray(std, np.float32) + np.asarray(mean, np.float32)
-    else:
-        array = np.asarray(image, np.float32)
-        if array.max() > 1.0:
-            array = array / 255.0
-    return np.clip(array, 0.0, 1.0)
-
-
 def show_episode(
     episode: Mapping[str, Any],
     class_names: Sequence[str] | None = None,
-    mean: Sequence[float] = IMAGENET_MEAN,
-    std: Sequence[float] = IMAGENET_STD,
+    mean: Sequence[float] = IMAGENET_NORMALIZATION.mean,
+    std: Sequence[float] = IMAGENET_NORMALIZATION.std,
     path: PathLike = None,
 ) -> None:
     """The K supports and the query of one episode (an ``EpisodeDataset`` item): the target bright and tinted, the
@@ -53,9 +40,9 @@ def show_episode(
     shots = supports.shape[0]
     fig, axes = _figure(shots + 1)
     for k in range(shots):
-        axes[0, k].imshow(_emphasised(to_display(supports[k], mean, std), _numpy_mask(masks[k])))
+        axes[0, k].imshow(_emphasised(display_image(supports[k], mean, std), _numpy_mask(masks[k])))
         axes[0, k].set_title(f"support {k + 1}: {episode['support_ids'][k]}", fontsize=8)
-    axes[0, shots].imshow(_emphasised(to_display(episode["query_image"], mean, std),
+    axes[0, shots].imshow(_emphasised(display_image(episode["query_image"], mean, std),
                                       _numpy_mask(episode["query_mask"])))
     axes[0, shots].set_title(f"query: {episode['query_id']}", fontsize=8)
     class_id = int(episode["class_id"])
@@ -99,8 +86,6 @@ def show_class_gallery(
     size: float = 2.3,
 ) -> None:
     """One example per class, target class overlaid; one row per fold (classes 5i+1..5i+5 style folds)."""
-    from data_utils.episodes import binarize
-
     examples = class_examples(source, split)
     per_fold = source.num_classes // folds
     fig, axes = _figure(per_fold, folds, size=size)
@@ -111,7 +96,7 @@ def show_class_gallery(
                 ax.set_title(f"{class_id}: (no example)", fontsize=8)
                 continue
             image, label = source.load(examples[class_id])
-            ax.imshow(_emphasised(to_display(image), binarize(label, class_id)))
+            ax.imshow(_emphasised(display_image(image), binarize(label, class_id)))
             ax.set_title(f"{class_id} · {source.class_name(class_id)}", fontsize=9)
             if position == 0:
                 ax.set_ylabel(f"fold {fold}", fontsize=11, fontweight="bold")

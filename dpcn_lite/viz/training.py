@@ -5,12 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 
 from dpcn_lite.viz import finish, overlay_mask
-
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
 
 def plot_training_curves(history: Sequence[dict], path: str | Path | None = None, title: str = "") -> None:
@@ -36,12 +32,6 @@ def plot_training_curves(history: Sequence[dict], path: str | Path | None = None
         fig.suptitle(title)
     fig.tight_layout()
     finish(fig, path)
-
-
-def denormalize(image_chw: np.ndarray, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> np.ndarray:
-    """A normalised ``3×H×W`` tensor back to an ``H×W×3`` image in [0, 1] for display."""
-    image = np.asarray(image_chw, dtype=np.float32).transpose(1, 2, 0)
-    return np.clip(image * np.asarray(std, dtype=np.float32) + np.asarray(mean, dtype=np.float32), 0.0, 1.0)
 
 
 def plot_predictions(

@@ -1,4 +1,4 @@
-"""The training loop: exact resume, the poly schedule with the explicit LR scale, DDP's single-process path."""
+"""The training loop (`dpcn_lite.loop`, driven by `experiment.train`): exact resume, the poly schedule with the explicit LR scale, DDP's single-process path."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import torch
 
 from dpcn_lite.checkpoint import load_checkpoint
 from dpcn_lite.evaluate import evaluate
-from dpcn_lite.train import TrainConfig, make_episodes, resolve_config, train
+from dpcn_lite.config import TrainConfig, resolve_config
+from dpcn_lite.experiment import episodes_for_config, train
 
 
 def tiny_config(**overrides) -> TrainConfig:
@@ -30,7 +31,7 @@ def _stop_after_first_epoch(row: dict) -> None:
 
 
 def _metrics(model, cfg: TrainConfig) -> dict:
-    return evaluate(model, make_episodes(cfg, "test", seed=0, episodes=cfg.eval_episodes), batch_size=3, progress=False)
+    return evaluate(model, episodes_for_config(cfg, "test", seed=0, episodes=cfg.eval_episodes), batch_size=3, progress=False)
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adamw"])

@@ -1,0 +1,57 @@
+"""The embedded synthetic few-shot benchmark: 20 shape classes in 4 folds of 5, no download, fully deterministic.
+
+Why it looks the way it does
+----------------------------
+DPCN's claim is that plain prototype matching (one mean feature per support mask) misses objects with holes and
+slots, and that dynamic convolution over local structure recovers them. So the classes differ by *shape and
+structure* (solid disk vs ring vs ring with a slot, solid square vs frame vs frame with a gap vs window grid, cross vs
+cross with a hole...), while colour and texture carry no class information: every object and the background draw
+their colours and texture (plain, stripes, dots, checker, noise, gradient) from one pool shared by all classes.
+Each image holds one or two objects of its *primary* class plus 1-3 distractors of other classes, at varied scale,
+position, rotation and aspect, and an ignore band (255) a few pixels wide along every label boundary, as in VOC.
+
+Determinism: image ``j`` of a split is a pure function of ``(seed, split, j, image_size)``. Its layout comes from
+``np.random.default_rng([seed, split_code, j])`` (PCG64), never from a global RNG, so any process on any machine
+renders identical pixels in any access order.
+
+One concern per module: ``shapes`` (the 20 class silhouettes as predicates), ``textures`` (the shared texture pool
+and how a texture is painted), ``layout`` (everything random about one image, drawn up front, and the rendering of
+its image and its label with the ignore band) and ``source`` (the benchmark as a dataset source).
+"""
+
+from .layout import (
+    OBJECT_RADIUS,
+    SPLIT_CODES,
+    Layout,
+    PlacedObject,
+    add_ignore_band,
+    ignore_band_radius,
+    make_layout,
+    render_image,
+    render_label,
+)
+from .shapes import SHAPES, ShapeFn
+from .source import DEFAULT_IMAGES_PER_CLASS, REFERENCE_SIZE, SyntheticSource
+from .textures import TEXTURES, Texture, paint_texture, random_texture, texture_mean
+
+__all__ = [
+    "DEFAULT_IMAGES_PER_CLASS",
+    "OBJECT_RADIUS",
+    "REFERENCE_SIZE",
+    "SHAPES",
+    "SPLIT_CODES",
+    "TEXTURES",
+    "Layout",
+    "PlacedObject",
+    "ShapeFn",
+    "SyntheticSource",
+    "Texture",
+    "add_ignore_band",
+    "ignore_band_radius",
+    "make_layout",
+    "paint_texture",
+    "random_texture",
+    "render_image",
+    "render_label",
+    "texture_mean",
+]

@@ -1,0 +1,169 @@
+"""The main job, one step after the other: config -> data + model -> loop -> evaluation -> run folder.
+
+* :func:`make_source` and :func:`episodes_for_config` turn a :class:`~dpcn_lite.config.TrainConfig` into episodes
+  (the by-name counterpart is ``data_utils.episodes_for_dataset``);
+* :func:`train` seeds, builds the model (``dpcn_lite.model.build_model``), the training episodes and, for a frozen
+  backbone, a feature cache, and hands them to the loop (:func:`dpcn_lite.loop.fit`);
+* :func:`evaluate_on_test` scores a model on the fold's novel classes by the protocol (``dpcn_lite.evaluate``);
+* :func:`run_experiment` does all of it and writes the run folder (config, checkpoint, history, metrics, figures).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.distributed as dist
+
+from data_utils.datasets import get_source
+from data_utils.episodes import EpisodeDataset
+from data_utils.folds import class_names
+from data_utils.sources import SegmentationSource
+from data_utils.transforms import test_transform, train_transform
+from dpcn_lite.backbones import normalization_of
+from dpcn_lite.base import FewShotSegmenter
+from dpcn_lite.config import TrainConfig
+from dpcn_lite.evaluate import evaluate_seeds, prediction_rows, write_metrics
+from dpcn_lite.feature_cache import FeatureCache
+from dpcn_lite.loop import TrainResult, distributed_context, fit
+from dpcn_lite.model import build_model
+from dpcn_lite.utils import seed_everything
+from dpcn_lite.viz.training import plot_predictions, plot_training_curves
+
+# ======================================================================================================================
+# Config -> data
+# ======================================================================================================================
+
+
+def make_source(cfg: TrainConfig) -> SegmentationSource:
+    """The dataset source; the synthetic benchmark is rendered at the preset's image size and kept in memory."""
+    if cfg.dataset == "synthetic":
+        # Rendering an image costs milliseconds; the whole pool at 160 px is under 100 MB, so keep it all.
+        options = {} if cfg.synthetic_images_per_class is None else {"images_per_class": cfg.synthetic_images_per_class}
+        return get_source("synthetic", image_size=cfg.model_config().image_size, cache_size=4096, **options)
+    return get_source(cfg.dataset, root=cfg.data_root)
+
+
+def episodes_for_config(cfg: TrainConfig, split: str, *, seed: int, episodes: int | None = None,
+                        augment: bool = False, source: SegmentationSource | None = None) -> EpisodeDataset:
+    """An ``EpisodeDataset`` of fold ``cfg.fold``: ``split="train"`` on the base classes, ``"test"`` on the novel ones.
+
+    Image size and normalisation are the model's. ``episodes=None`` means one episode per (image, class) pair of the
+    split: PFENet's "one pass" epoch.
+    """
+    model_config = cfg.model_config()
+    normalization = normalization_of(model_config.backbone)
+    size = model_config.image_size
+    transform = train_transform(size, normalization) if augment else test_transform(size, normalization)
+    source = source if source is not None else make_source(cfg)
+    dataset = EpisodeDataset(source, fold=cfg.fold, split=split, shots=cfg.shots, episodes=episodes or 1, seed=seed,
+                             transform=transform)
+    if episodes is None:
+        dataset = EpisodeDataset(source, fold=cfg.fold, split=split, shots=cfg.shots, episodes=len(dataset.pairs),
+                                 seed=seed, transform=transform)
+    return dataset
+
+
+# ======================================================================================================================
+# Config -> model -> loop
+# ======================================================================================================================
+
+
+def train(
+    cfg: TrainConfig,
+    run_dir: str | Path | None = None,
+    *,
+    resume: bool = False,
+    device: torch.device | str | None = None,
+    progress: bool = True,
+    on_epoch_end: Callable[[dict], None] | None = None,
+    feature_cache: FeatureCache | None = None,
+) -> TrainResult:
+    """Train ``cfg.model`` on fold ``cfg.fold``'s base classes; checkpoint and log into ``run_dir`` (if given).
+
+    ``resume=True`` continues from ``run_dir/checkpoint.pt`` exactly where it stopped (epoch granularity).
+    ``on_epoch_end(row)`` is called after each epoch's checkpoint with that epoch's log row. ``feature_cache`` lets
+    several runs on the same frozen backbone share one cache (otherwise a fresh one is made when the backbone is frozen).
+    """
+    ctx = distributed_context(device)
+    seed_everything(cfg.seed + ctx.rank)  # before the model: its initial weights come from this seed
+    model = build_model(cfg.model, cfg.model_config()).to(ctx.device)
+    use_cache = cfg.feature_cache and not model.backbone.has_trainable_parameters
+    train_set = episodes_for_config(cfg, "train", seed=cfg.seed, episodes=cfg.episodes_per_epoch,
+                                    augment=cfg.augment and not use_cache)
+    cache = None
+    if use_cache:
+        cache = feature_cache if feature_cache is not None else FeatureCache(model, dtype=getattr(torch, cfg.cache_dtype))
+    return fit(cfg, model, train_set, ctx, run_dir, resume=resume, progress=progress, on_epoch_end=on_epoch_end,
+               feature_cache=cache)
+
+
+# ======================================================================================================================
+# Evaluation and the run folder
+# ======================================================================================================================
+
+
+def evaluate_on_test(model: FewShotSegmenter, cfg: TrainConfig, *, episodes: int | None = None,
+                     seeds: list[int] | tuple[int, ...] | None = None, source: SegmentationSource | None = None,
+                     **evaluate_options: Any) -> dict[str, Any]:
+    """The protocol on fold ``cfg.fold``'s novel classes: one fixed episode list per seed, mean ± std in percent.
+
+    ``episodes`` and ``seeds`` default to the config's; ``evaluate_options`` go to ``dpcn_lite.evaluate.evaluate``.
+    """
+    source = source if source is not None else make_source(cfg)
+    count = episodes or cfg.eval_episodes
+    return evaluate_seeds(model, lambda seed: episodes_for_config(cfg, "test", seed=seed, episodes=count, source=source),
+                          seeds or cfg.eval_seeds, batch_size=cfg.eval_batch_size, **evaluate_options)
+
+
+def run_experiment(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progress: bool = True,
+                   device: torch.device | str | None = None, train_cache: FeatureCache | None = None,
+                   test_cache: FeatureCache | None = None, figures: bool = True) -> dict[str, Any]:
+    """Train, evaluate by the protocol and write the whole run folder; returns the metrics (percent).
+
+    ``run_dir`` receives ``config.json``, ``checkpoint.pt``, ``history.jsonl``, ``metrics.json``,
+    ``training_curves.png`` and ``predictions.png``. With a frozen backbone, training uses a feature cache and
+    evaluation a float32 one (exact); pass ``train_cache``/``test_cache`` to share them between runs.
+    """
+    run_dir = Path(run_dir)
+    result = train(cfg, run_dir, resume=resume, progress=progress, device=device, feature_cache=train_cache)
+    if dist.is_available() and dist.is_initialized() and dist.get_rank() != 0:
+        return {}
+    model = result.model
+    eval_device = next(model.parameters()).device
+    source = make_source(cfg)
+    started = time.perf_counter()
+    if test_cache is None and cfg.feature_cache and not model.backbone.has_trainable_parameters:
+        test_cache = FeatureCache(model, dtype=torch.float32)
+    metrics = evaluate_on_test(model, cfg, source=source, device=eval_device, progress=progress, amp=cfg.amp,
+                               num_workers=cfg.num_workers, feature_cache=test_cache)
+    names = class_names(cfg.dataset)
+    metrics = {
+        **{k: metrics[k] for k in ("mIoU", "mIoU_std", "FB-IoU", "FB-IoU_std", "per_class_IoU", "episodes", "shots",
+                                   "fold")},
+        "seed": cfg.seed,
+        "eval_seeds": metrics["eval_seeds"],
+        "per_class_IoU_by_name": {names[int(c) - 1]: v for c, v in metrics["per_class_IoU"].items()},
+        "model": cfg.model,
+        "preset": cfg.preset,
+        "dataset": cfg.dataset,
+        "model_overrides": cfg.model_overrides,
+        "evaluation": "original-resolution labels, ignore 255 removed, class IoU = sum(I)/sum(U) over episodes",
+        "train_seconds": result.seconds,
+        "eval_seconds": time.perf_counter() - started,
+        "final_train_loss": result.history[-1]["loss"] if result.history else None,
+        **{k: metrics[k] for k in ("fg_IoU", "bg_IoU", "units", "per_seed")},
+    }
+    write_metrics(metrics, run_dir / "metrics.json")
+    if not figures:
+        return metrics
+    title = f"{cfg.model} | {cfg.preset} preset | {cfg.dataset} fold {cfg.fold} | {cfg.shots}-shot"
+    plot_training_curves(result.history, run_dir / "training_curves.png", title=title)
+    preview = episodes_for_config(cfg, "test", seed=cfg.eval_seeds[0], episodes=min(4, cfg.eval_episodes),
+                                  source=source)
+    rows = prediction_rows(model, preview, count=4, device=eval_device, class_names=names)
+    plot_predictions(rows, run_dir / "predictions.png",
+                     title=f"{title} | mIoU {metrics['mIoU']:.1f} over {metrics['episodes']} episodes")
+    return metrics
