@@ -6,12 +6,11 @@ import pytest
 import torch
 import torch.nn as nn
 
-from dpcn_lite.config import get_preset
+from dpcn_lite.config import get_preset, resolve_config
 from dpcn_lite.evaluate import evaluate, evaluate_seeds
+from dpcn_lite.experiment import episodes_for_config
 from dpcn_lite.feature_cache import FeatureCache
 from dpcn_lite.model import DPCN
-from dpcn_lite.config import resolve_config
-from dpcn_lite.experiment import episodes_for_config
 
 
 class AlwaysForeground(nn.Module):

@@ -6,11 +6,10 @@ import pytest
 import torch
 
 from data_utils.episodes import collate_episodes
-from dpcn_lite.config import get_preset
+from dpcn_lite.config import get_preset, resolve_config
+from dpcn_lite.experiment import episodes_for_config
 from dpcn_lite.feature_cache import FeatureCache
 from dpcn_lite.model import DPCN
-from dpcn_lite.config import resolve_config
-from dpcn_lite.experiment import episodes_for_config
 
 
 @pytest.fixture(scope="module")

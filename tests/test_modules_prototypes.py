@@ -1,11 +1,9 @@
-"""Masked average pooling, support-mask resizing, FFM and the decoder."""
+"""Masked average pooling, support-mask resizing and min-max normalisation (``dpcn_lite.modules.prototypes``)."""
 
 from __future__ import annotations
 
 import torch
 
-from dpcn_lite.modules.decoder import Decoder, upsample_logits
-from dpcn_lite.modules.ffm import FeatureFilteringModule
 from dpcn_lite.modules.prototypes import masked_average_pooling, minmax_normalize, resize_support_mask
 
 
@@ -40,20 +38,3 @@ def test_minmax_normalisation_per_map() -> None:
     assert torch.allclose(out[0].flatten(), torch.tensor([0.0, 0.5, 0.25, 1.0]), atol=1e-6)
     assert torch.equal(out[1], torch.zeros_like(out[1]))
 
-
-def test_ffm_is_a_residual_gate_driven_by_the_refined_mask() -> None:
-    ffm = FeatureFilteringModule(4, kernel_size=3)
-    query = torch.randn(2, 4, 5, 5)
-    filtered, refined = ffm(query, torch.randn(2, 4), torch.rand(2, 1, 5, 5))
-    assert refined.shape == (2, 1, 5, 5) and (refined > 0).all() and (refined < 1).all()
-    assert torch.allclose(filtered, query * (1 + refined))
-
-
-def test_decoder_maps_fused_features_to_two_logits_and_upsamples() -> None:
-    decoder = Decoder(in_channels=4 * 8 + 4, channels=8, dilations=(1, 2, 3))
-    logits = decoder(torch.randn(2, 36, 9, 9))
-    assert logits.shape == (2, 2, 9, 9)
-    up = upsample_logits(logits, (65, 65))
-    assert up.shape == (2, 2, 65, 65)
-    # align_corners=True keeps the corner values.
-    assert torch.allclose(up[..., 0, 0], logits[..., 0, 0]) and torch.allclose(up[..., -1, -1], logits[..., -1, -1])
