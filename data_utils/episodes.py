@@ -58,8 +58,13 @@ class EpisodeDataset(Dataset):
         seed: int = 0,
         transform: Callable[[np.ndarray, np.ndarray], tuple[torch.Tensor, torch.Tensor]] | None = None,
         classes: Sequence[int] | None = None,
+        fixed: bool | None = None,
     ) -> None:
-        """``classes`` overrides the fold's classes of ``split`` (e.g. to study one class); ids are checked."""
+        """``classes`` overrides the fold's classes of ``split`` (e.g. to study one class); ids are checked.
+
+        ``fixed`` (default: only for the test split) draws one seeded episode list and adds the evaluation keys, so
+        ``dpcn_lite.evaluate`` can also score training images (the diagnosis's training fit).
+        """
         self.source = source
         self.fold = fold
         self.split = check_split(split)
@@ -90,7 +95,8 @@ class EpisodeDataset(Dataset):
         # all (image, class) pairs in a fixed order: class, then image id
         self.pairs: list[tuple[str, int]] = [(i, c) for c in self.classes for i in self.candidates[c]]
         self.epoch = 0
-        self._fixed: list[EpisodeSpec] | None = self._make_test_list() if split == "test" else None
+        fixed = split == "test" if fixed is None else fixed
+        self._fixed: list[EpisodeSpec] | None = self._make_test_list() if fixed else None
 
     # ---------------------------------------------------------------------------------------------------------------
     def _draw_supports(self, rng: np.random.Generator, query_id: str, class_id: int) -> tuple[str, ...]:
@@ -152,11 +158,14 @@ class EpisodeDataset(Dataset):
             "query_id": spec.query_id,
             "support_ids": list(spec.support_ids),
         }
-        if self.split == "test":
+        if self._fixed is not None:
             episode["query_label_original"] = torch.from_numpy(query_mask.astype(np.int64))
             valid = getattr(self.transform, "valid_hw", None)
             hw = valid(query_mask.shape) if valid is not None else tuple(q_mask.shape[-2:])
             episode["query_valid_hw"] = (int(hw[0]), int(hw[1]))
+            holes = getattr(self.source, "holes", None)
+            if holes is not None:  # the synthetic benchmark knows each target's hole pixels
+                episode["query_holes_original"] = torch.from_numpy(holes(spec.query_id, spec.class_id))
         return episode
 
     def __repr__(self) -> str:
@@ -178,6 +187,8 @@ def collate_episodes(batch: list[dict[str, Any]]) -> dict[str, Any]:
     if "query_label_original" in batch[0]:
         out["query_label_original"] = [ep["query_label_original"] for ep in batch]
         out["query_valid_hw"] = [ep["query_valid_hw"] for ep in batch]
+    if "query_holes_original" in batch[0]:
+        out["query_holes_original"] = [ep["query_holes_original"] for ep in batch]
     return out
 
 

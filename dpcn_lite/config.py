@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from data_utils.datasets import DATASETS
+from data_utils.synthetic.benchmarks import BENCHMARKS, DEFAULT_BENCHMARK
 from data_utils.validation import IGNORE_INDEX
 
 BACKBONES = ("resnet18", "resnet50", "resnet101", "efficientnet_lite0", "tiny_cnn")
@@ -257,6 +258,11 @@ class TrainConfig:
     data_root: str | None = None
     synthetic_images_per_class: int | None = None
     """Size of the synthetic benchmark (None = its default); small values make quick tests."""
+    synthetic_benchmark: str = DEFAULT_BENCHMARK
+    """Which synthetic benchmark (``shapes`` = v1, ``categories`` = v2); see ``data_utils.synthetic.benchmarks``."""
+    train_on_novel: bool = False
+    """The diagnosis's oracle: also train on the fold's novel classes, with their own labels, on the training images
+    where they appear. An upper bound for the same head and features, never a few-shot result."""
     model_overrides: dict[str, Any] = field(default_factory=dict)
     """DPCNConfig fields changed from the preset (e.g. ``{"use_sam": False}`` for an ablation)."""
 
@@ -264,6 +270,7 @@ class TrainConfig:
         self.eval_seeds = tuple(int(s) for s in self.eval_seeds)
         check_choice("TrainConfig.model", self.model, MODEL_NAMES)
         check_choice("TrainConfig.dataset", self.dataset, DATASETS)
+        check_choice("TrainConfig.synthetic_benchmark", self.synthetic_benchmark, tuple(BENCHMARKS))
         if self.shots < 1:
             raise ValueError(f"shots={self.shots}: an episode needs at least one support image (k >= 1).")
         for name in ("epochs", "batch_size", "eval_episodes", "eval_batch_size"):
@@ -303,7 +310,8 @@ class TrainConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"Unknown TrainConfig field(s) {unknown}; valid fields are {sorted(known)}.")
-        return cls(**values)
+        # Records written before the benchmark had versions were all made on the first one.
+        return cls(**{"synthetic_benchmark": "shapes", **values})
 
 
 TRAINING_PRESETS: dict[tuple[str, str], dict[str, Any]] = {

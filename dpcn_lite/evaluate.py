@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
@@ -28,7 +29,7 @@ from tqdm.auto import tqdm
 from data_utils.episodes import collate_episodes, move_batch
 from dpcn_lite.base import FewShotSegmenter
 from dpcn_lite.checkpoint import atomic_write_text
-from dpcn_lite.metrics import FewShotIoU, episode_counts, mean_and_std, prediction_at_original_size
+from dpcn_lite.metrics import FewShotIoU, StructureFill, episode_counts, mean_and_std, prediction_at_original_size
 from dpcn_lite.viz import display_image
 
 
@@ -54,6 +55,7 @@ def evaluate(
     was_training = model.training
     model.eval()
     metric = FewShotIoU(episodes.classes)
+    structure = StructureFill()
     loader = DataLoader(episodes, batch_size=batch_size, shuffle=False, collate_fn=collate_episodes, num_workers=num_workers)
     use_amp = amp and device.type == "cuda"
     try:
@@ -71,9 +73,13 @@ def evaluate(
             for i, label in enumerate(batch["query_label_original"]):
                 prediction = prediction_at_original_size(logits[i], batch["query_valid_hw"][i], label.shape[-2:])
                 metric.update(prediction.cpu(), label, int(batch["class_id"][i]))
+                if "query_holes_original" in batch:
+                    structure.update(prediction.cpu(), label, batch["query_holes_original"][i])
     finally:
         model.train(was_training)
     result = metric.compute()
+    if structure.body_shares:
+        result.update(structure.compute())
     result["seed"] = episodes.seed
     result["shots"] = episodes.shots
     result["fold"] = episodes.fold
@@ -149,6 +155,8 @@ def summarise_runs(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "shots": runs[0]["shots"],
         "fold": runs[0]["fold"],
         "units": "percent",
+        **({key: float(np.mean([r[key] for r in runs])) if runs[0][key] is not None else None
+            for key in ("hole_fill", "body_fill")} if "hole_fill" in runs[0] else {}),
         "per_seed": [
             {"seed": r["seed"], "mIoU": 100.0 * r["mIoU"], "FB-IoU": 100.0 * r["FB-IoU"],
              "per_class_IoU": {c: 100.0 * v for c, v in r["per_class_IoU"].items()},

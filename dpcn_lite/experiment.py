@@ -42,7 +42,8 @@ def make_source(cfg: TrainConfig) -> SegmentationSource:
     if cfg.dataset == "synthetic":
         # Rendering an image costs milliseconds; the whole pool at 160 px is under 100 MB, so keep it all.
         options = {} if cfg.synthetic_images_per_class is None else {"images_per_class": cfg.synthetic_images_per_class}
-        return get_source("synthetic", image_size=cfg.model_config().image_size, cache_size=4096, **options)
+        return get_source("synthetic", image_size=cfg.model_config().image_size, cache_size=4096,
+                          benchmark=cfg.synthetic_benchmark, **options)
     return get_source(cfg.dataset, root=cfg.data_root)
 
 
@@ -58,11 +59,14 @@ def episodes_for_config(cfg: TrainConfig, split: str, *, seed: int, episodes: in
     size = model_config.image_size
     transform = train_transform(size, normalization) if augment else test_transform(size, normalization)
     source = source if source is not None else make_source(cfg)
+    classes = None
+    if split == "train" and cfg.train_on_novel:
+        classes = source.fold_classes(cfg.fold, "train") + source.fold_classes(cfg.fold, "test")
     dataset = EpisodeDataset(source, fold=cfg.fold, split=split, shots=cfg.shots, episodes=episodes or 1, seed=seed,
-                             transform=transform)
+                             transform=transform, classes=classes)
     if episodes is None:
         dataset = EpisodeDataset(source, fold=cfg.fold, split=split, shots=cfg.shots, episodes=len(dataset.pairs),
-                                 seed=seed, transform=transform)
+                                 seed=seed, transform=transform, classes=classes)
     return dataset
 
 
@@ -149,12 +153,13 @@ def run_experiment(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = Fals
         "model": cfg.model,
         "preset": cfg.preset,
         "dataset": cfg.dataset,
+        **({"benchmark": source.benchmark.tag} if cfg.dataset == "synthetic" else {}),
         "model_overrides": cfg.model_overrides,
         "evaluation": "original-resolution labels, ignore 255 removed, class IoU = sum(I)/sum(U) over episodes",
         "train_seconds": result.seconds,
         "eval_seconds": time.perf_counter() - started,
         "final_train_loss": result.history[-1]["loss"] if result.history else None,
-        **{k: metrics[k] for k in ("fg_IoU", "bg_IoU", "units", "per_seed")},
+        **{k: metrics[k] for k in ("fg_IoU", "bg_IoU", "units", "per_seed", "hole_fill", "body_fill") if k in metrics},
     }
     write_metrics(metrics, run_dir / "metrics.json")
     if not figures:

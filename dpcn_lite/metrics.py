@@ -157,6 +157,45 @@ class FewShotIoU:
         }
 
 
+class StructureFill:
+    """Does a model leave holes and slots open? Per episode, two shares of pixels predicted foreground.
+
+    * ``hole_fill``: of the target's *hole pixels* (inside its filled outline, not in its shape; the synthetic
+      generator knows them, ``SyntheticSource.holes``). Plain prototype matching tends to fill them in.
+    * ``body_fill``: of the target's own pixels (its recall), so that a model cannot lower hole_fill by predicting
+      less of everything.
+
+    Each is averaged over episodes; an episode whose target has no hole pixels (a disk, a cross) is left out of
+    ``hole_fill`` rather than counted as NaN or 0. Ignore (255) pixels count for neither.
+    """
+
+    def __init__(self) -> None:
+        self.hole_shares: list[float] = []
+        self.body_shares: list[float] = []
+
+    def update(self, prediction: torch.Tensor | np.ndarray, label: torch.Tensor | np.ndarray,
+               holes: torch.Tensor | np.ndarray) -> None:
+        """One episode: 0/1 ``prediction``, 0/1/255 ``label`` and boolean ``holes``, all at the label's size."""
+        prediction, label, holes = torch.as_tensor(prediction), torch.as_tensor(label), torch.as_tensor(holes)
+        if not prediction.shape == label.shape == holes.shape:
+            raise ValueError(f"prediction {tuple(prediction.shape)}, label {tuple(label.shape)} and holes "
+                             f"{tuple(holes.shape)} must have the same size.")
+        foreground = prediction == 1
+        body = label == 1
+        hole = holes.bool() & (label == 0)
+        if bool(body.any()):
+            self.body_shares.append(float(foreground[body].float().mean()))
+        if bool(hole.any()):
+            self.hole_shares.append(float(foreground[hole].float().mean()))
+
+    def compute(self) -> dict:
+        """``hole_fill`` and ``body_fill`` (fractions; None when no episode had such pixels) and the episode counts."""
+        def mean(values: list[float]) -> float | None:
+            return float(np.mean(values)) if values else None
+        return {"hole_fill": mean(self.hole_shares), "body_fill": mean(self.body_shares),
+                "hole_episodes": len(self.hole_shares)}
+
+
 def mean_and_std(values: Sequence[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (ddof=1; 0 for a single value) for reporting several seeds as mean ± std."""
     array = np.asarray(values, dtype=np.float64)

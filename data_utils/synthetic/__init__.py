@@ -19,6 +19,7 @@ and how a texture is painted), ``layout`` (everything random about one image, dr
 its image and its label with the ignore band) and ``source`` (the benchmark as a dataset source).
 """
 
+from .benchmarks import BENCHMARKS, DEFAULT_BENCHMARK, SyntheticBenchmark, get_benchmark
 from .layout import (
     OBJECT_RADIUS,
     SPLIT_CODES,
@@ -27,30 +28,38 @@ from .layout import (
     add_ignore_band,
     ignore_band_radius,
     make_layout,
+    render_holes,
     render_image,
     render_label,
 )
-from .shapes import SHAPES, ShapeFn
+from .shapes import OUTLINES, SHAPES, GeneratedShape, ShapeFn
 from .source import DEFAULT_IMAGES_PER_CLASS, REFERENCE_SIZE, SyntheticSource
 from .textures import TEXTURES, Texture, paint_texture, random_texture, texture_mean
 
 __all__ = [
+    "BENCHMARKS",
+    "DEFAULT_BENCHMARK",
     "DEFAULT_IMAGES_PER_CLASS",
+    "GeneratedShape",
+    "Layout",
     "OBJECT_RADIUS",
+    "OUTLINES",
+    "PlacedObject",
     "REFERENCE_SIZE",
     "SHAPES",
     "SPLIT_CODES",
-    "TEXTURES",
-    "Layout",
-    "PlacedObject",
     "ShapeFn",
+    "SyntheticBenchmark",
     "SyntheticSource",
+    "TEXTURES",
     "Texture",
     "add_ignore_band",
+    "get_benchmark",
     "ignore_band_radius",
     "make_layout",
     "paint_texture",
     "random_texture",
+    "render_holes",
     "render_image",
     "render_label",
     "texture_mean",

@@ -14,7 +14,8 @@ from PIL import Image, ImageFilter
 
 from ..folds import SYNTHETIC_CLASSES
 from ..validation import IGNORE_INDEX
-from .shapes import SHAPES
+from .benchmarks import SyntheticBenchmark, get_benchmark
+from .shapes import SHAPES, ShapeFn, outline_of
 from .textures import Texture, paint_texture, random_texture, texture_mean
 
 SPLIT_CODES: dict[str, int] = {"train": 1, "test": 2}
@@ -34,6 +35,7 @@ class PlacedObject:
     angle: float
     aspect: tuple[float, float]
     texture: Texture
+    shape: ShapeFn | None = None  # None: the named class's silhouette
 
 
 @dataclass(frozen=True)
@@ -43,14 +45,27 @@ class Layout:
     objects: tuple[PlacedObject, ...]  # painted in this order: later objects cover earlier ones
 
 
-def make_layout(seed: int, split: str, index: int, size: int, num_classes: int = 20) -> Layout:
-    """Draw the layout of image ``index`` of ``split`` from ``default_rng([seed, split_code, index])`` alone."""
+def make_layout(seed: int, split: str, index: int, size: int, num_classes: int = 20,
+                benchmark: str | SyntheticBenchmark = "shapes", images_per_class: int | None = None) -> Layout:
+    """Draw the layout of image ``index`` of ``split`` from ``default_rng([seed, split_code, index])`` alone.
+
+    ``benchmark`` decides the textures (shared pool or the class's own) and, on the training split, whether images
+    ``index >= 20 * images_per_class`` belong to generated classes (whose objects may also be distractors there).
+    """
+    bench = get_benchmark(benchmark)
     rng = np.random.default_rng([int(seed), SPLIT_CODES[split], int(index)])
-    primary = index % num_classes + 1
+    named_images = num_classes * (images_per_class or 0)
+    if split == "train" and bench.generated_classes and index >= named_images:
+        primary = num_classes + 1 + (index - named_images) % bench.generated_classes
+    else:
+        primary = index % num_classes + 1
+    pool = num_classes + (bench.generated_classes if split == "train" else 0)
     background = random_texture(rng, size)
+    if bench.background_desaturation:
+        background = bench.desaturate(background)
     n_primary = 1 + int(rng.random() < 0.3)
     n_distractors = int(rng.integers(1, 4))
-    others = np.array([c for c in range(1, num_classes + 1) if c != primary])
+    others = np.array([c for c in range(1, pool + 1) if c != primary])
     distractors = rng.choice(others, size=n_distractors, replace=True)
     # distractors first, primary objects on top, so the target class is rarely hidden entirely
     plan = [int(c) for c in distractors] + [primary] * n_primary
@@ -64,14 +79,14 @@ def make_layout(seed: int, split: str, index: int, size: int, num_classes: int =
             if all(np.hypot(center[0] - o.center[0], center[1] - o.center[1]) > 0.85 * (radius + o.radius)
                    for o in placed):
                 break
-        placed.append(PlacedObject(
-            class_id=class_id,
-            center=center,
-            radius=radius,
-            angle=float(rng.uniform(0, 2 * np.pi)),
-            aspect=(float(rng.uniform(0.8, 1.2)), float(rng.uniform(0.8, 1.2))),
-            texture=random_texture(rng, size, avoid=texture_mean(background)),
-        ))
+        angle = float(rng.uniform(0, 2 * np.pi))
+        aspect = (float(rng.uniform(0.8, 1.2)), float(rng.uniform(0.8, 1.2)))
+        if bench.class_appearance:
+            texture = bench.class_texture(rng, class_id, size)
+        else:
+            texture = random_texture(rng, size, avoid=texture_mean(background))
+        placed.append(PlacedObject(class_id=class_id, center=center, radius=radius, angle=angle, aspect=aspect,
+                                   texture=texture, shape=bench.shape(class_id) if class_id > num_classes else None))
     return Layout(primary_class=primary, background=background, objects=tuple(placed))
 
 
@@ -94,8 +109,11 @@ def _object_mask(obj: PlacedObject, grid: int, scale: float):
     c, s = np.cos(obj.angle), np.sin(obj.angle)
     u = (c * dx + s * dy) / (obj.radius * obj.aspect[0])
     v = (-s * dx + c * dy) / (obj.radius * obj.aspect[1])
-    mask = SHAPES[SYNTHETIC_CLASSES[obj.class_id - 1]](u, v)
-    return mask, (x0, x1, y0, y1), (u, v)
+    return _shape_of(obj)(u, v), (x0, x1, y0, y1), (u, v)
+
+
+def _shape_of(obj: PlacedObject) -> ShapeFn:
+    return obj.shape if obj.shape is not None else SHAPES[SYNTHETIC_CLASSES[obj.class_id - 1]]
 
 
 def ignore_band_radius(size: int) -> int:
@@ -144,3 +162,25 @@ def render_image(layout: Layout, size: int, supersample: int = 2) -> np.ndarray:
     if supersample > 1:
         canvas = canvas.reshape(size, supersample, size, supersample, 3).mean(axis=(1, 3))
     return np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
+
+
+def render_holes(layout: Layout, size: int, class_id: int) -> np.ndarray:
+    """Boolean ``size x size``: the *hole pixels* of ``class_id``'s objects, inside a filled outline but not in the shape.
+
+    Sampled at pixel centres like the label; pixels that another object of the class covers are not holes. Empty for
+    classes without holes or slots (``shapes.OUTLINES``).
+    """
+    holes = np.zeros((size, size), bool)
+    covered = np.zeros((size, size), bool)
+    for obj in layout.objects:
+        if obj.class_id != class_id:
+            continue
+        outline = outline_of(_shape_of(obj))
+        hit = _object_mask(obj, size, 1.0)
+        if hit is None:
+            continue
+        mask, (x0, x1, y0, y1), (u, v) = hit
+        covered[y0:y1, x0:x1] |= mask
+        if outline is not None:
+            holes[y0:y1, x0:x1] |= outline(u, v) & ~mask
+    return holes & ~covered

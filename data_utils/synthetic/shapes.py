@@ -1,9 +1,16 @@
-"""The 20 class silhouettes: boolean predicates on object coordinates (u to the right, v downwards; an object fills
-about [-0.9, 0.9]²). Classes differ by structure (holes, slots, thin parts), never by colour or texture.
+"""Class silhouettes: boolean predicates on object coordinates (u to the right, v downwards; an object fills about
+[-0.9, 0.9]²).
+
+* ``SHAPES``: the 20 named classes, which differ by structure (holes, slots, thin parts, concavities).
+* ``OUTLINES``: for each named class with holes or slots, the filled outline they are cut from; a target's *hole
+  pixels* are inside its outline but not in its shape (``dpcn_lite.metrics`` scores how many a model fills in).
+* :class:`GeneratedShape`: procedural silhouettes (a base, bars added, holes and slots cut) for the extra training
+  classes of the ``categories`` benchmark, drawn so that none repeats a named shape.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -150,3 +157,85 @@ SHAPES: dict[str, ShapeFn] = {
     "wheel": _wheel,
 }
 assert tuple(SHAPES) == SYNTHETIC_CLASSES
+
+
+# The filled outline each holed or slotted class is cut from (classes without one have no hole pixels).
+OUTLINES: dict[str, ShapeFn] = {
+    "square frame": _solid_square,
+    "cross with hole": _cross_plain,
+    "E shape": lambda u, v: _box(u, v, 0, 0, 0.88, 0.9),
+    "two bars": lambda u, v: _box(u, v, 0, 0, 0.74, 0.9),
+    "ring": _disk,
+    "comb": lambda u, v: _box(u, v, 0, 0, 0.9, 0.9),
+    "triangle with hole": _triangle,
+    "ring with slot": _disk,
+    "frame with gap": _solid_square,
+    "U shape": _solid_square,
+    "grid": _solid_square,
+    "C shape": _disk,
+    "H shape": lambda u, v: _box(u, v, 0, 0, 0.86, 0.9),
+    "wheel": _disk,
+}
+
+
+@dataclass(frozen=True)
+class GeneratedShape:
+    """A procedural silhouette: ``base`` (disk, ellipse, box or triangle) plus ``bars``, minus ``cuts``.
+
+    Each part is ``(kind, cu, cv, hu, hv)``: a box or an ellipse with centre (cu, cv) and half sizes (hu, hv).
+    A plain dataclass rather than a closure, so sources that hold one can be pickled into DataLoader workers.
+    """
+
+    base: tuple
+    bars: tuple[tuple, ...]
+    cuts: tuple[tuple, ...]
+
+    @staticmethod
+    def _part(part: tuple, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        kind, cu, cv, hu, hv = part
+        if kind == "box":
+            return _box(u, v, cu, cv, hu, hv)
+        if kind == "ellipse":
+            return ((u - cu) / hu) ** 2 + ((v - cv) / hv) ** 2 < 1
+        return _triangle(u, v)
+
+    def outline(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        mask = self._part(self.base, u, v)
+        for bar in self.bars:
+            mask = mask | self._part(bar, u, v)
+        return mask
+
+    def __call__(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        mask = self.outline(u, v)
+        for cut in self.cuts:
+            mask = mask & ~self._part(cut, u, v)
+        return mask
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator) -> "GeneratedShape":
+        """A random silhouette: 0-2 holes, a slot from the right edge 40 % of the time, 0-1 bar."""
+        base = [("ellipse", 0, 0, 0.9, 0.9), ("box", 0, 0, 0.85, float(rng.uniform(0.5, 0.85))),
+                ("triangle", 0, 0, 0, 0), ("ellipse", 0, 0, 0.9, float(rng.uniform(0.5, 0.75)))][int(rng.integers(4))]
+        cuts = []
+        for _ in range(int(rng.integers(0, 3))):
+            kind = ("ellipse", "box")[int(rng.integers(2))]
+            cu, cv = (float(x) for x in rng.uniform(-0.4, 0.4, 2))
+            half = float(rng.uniform(0.12, 0.3))
+            cuts.append((kind, cu, cv, half, half * float(rng.uniform(0.6, 1.4))))
+        if rng.random() < 0.4:
+            cuts.append(("box", 0.6, float(rng.uniform(-0.3, 0.3)), 0.4, float(rng.uniform(0.1, 0.2))))
+        bars = []
+        for _ in range(int(rng.integers(0, 2))):
+            offset = float(rng.uniform(-0.5, 0.5))
+            bars.append(("box", offset, 0, 0.12, 0.9) if rng.random() < 0.5 else ("box", 0, offset, 0.9, 0.12))
+        return cls(base=base, bars=tuple(bars), cuts=tuple(cuts))
+
+
+def outline_of(shape: ShapeFn) -> ShapeFn | None:
+    """The filled outline a shape's holes and slots are cut from, or None for a shape without any."""
+    if isinstance(shape, GeneratedShape):
+        return shape.outline if shape.cuts else None
+    for name, named in SHAPES.items():
+        if named is shape:
+            return OUTLINES.get(name)
+    return None

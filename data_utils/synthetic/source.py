@@ -10,7 +10,8 @@ import numpy as np
 
 from ..folds import SYNTHETIC_CLASSES
 from ..sources import MIN_CLASS_PIXELS, SegmentationSource, Split, check_split
-from .layout import SPLIT_CODES, Layout, make_layout, render_image, render_label
+from .benchmarks import DEFAULT_BENCHMARK, SyntheticBenchmark, get_benchmark
+from .layout import SPLIT_CODES, Layout, make_layout, render_holes, render_image, render_label
 
 REFERENCE_SIZE = 473  # the paper's crop size: the 2,048-pixel rule is defined at this scale
 DEFAULT_IMAGES_PER_CLASS: dict[str, int] = {"train": 50, "test": 20}
@@ -19,13 +20,15 @@ DEFAULT_IMAGES_PER_CLASS: dict[str, int] = {"train": 50, "test": 20}
 class SyntheticSource(SegmentationSource):
     """The synthetic benchmark as a source: ids are ``"train-00012"`` / ``"test-00007"``.
 
-    ``images_per_class`` images per split have each class as their primary class (image ``j`` has primary class
-    ``j % 20 + 1``); distractors add more qualifying images per class. The 2,048-pixel rule is scaled with the image
-    area: ``min_pixels = round(2048 * (image_size / 473)²)`` (234 px at 160, 37 px at 64).
+    ``images_per_class`` images per split have each named class as their primary class (image ``j`` has primary
+    class ``j % 20 + 1``); distractors add more qualifying images per class. ``benchmark`` picks the version
+    (``data_utils.synthetic.benchmarks``); with generated classes the training split continues with
+    ``images_per_generated_class`` images for each of them (ids 21, 22, ...), and they train in every fold. The
+    2,048-pixel rule is scaled with the image area: ``min_pixels = round(2048 * (image_size / 473)²)`` (234 px at 160,
+    37 px at 64).
     """
 
     name = "synthetic"
-    classes = SYNTHETIC_CLASSES
 
     def __init__(
         self,
@@ -34,8 +37,12 @@ class SyntheticSource(SegmentationSource):
         images_per_class: int | dict[str, int] | None = None,
         supersample: int = 2,
         cache_size: int = 128,
+        benchmark: str | SyntheticBenchmark = DEFAULT_BENCHMARK,
     ) -> None:
         super().__init__()
+        self.benchmark = get_benchmark(benchmark)
+        self.classes = SYNTHETIC_CLASSES + tuple(
+            f"generated {i:03d}" for i in range(1, self.benchmark.generated_classes + 1))
         if int(image_size) < 32:
             raise ValueError(f"image_size must be >= 32, got {image_size}")
         self.image_size = int(image_size)
@@ -53,7 +60,17 @@ class SyntheticSource(SegmentationSource):
         self._cache_size = int(cache_size)
 
     def num_images(self, split: Split) -> int:
-        return self.images_per_class[check_split(split)] * self.num_classes
+        named = self.images_per_class[check_split(split)] * len(SYNTHETIC_CLASSES)
+        if split == "train":
+            return named + self.benchmark.generated_classes * self.benchmark.images_per_generated_class
+        return named
+
+    def fold_classes(self, fold: int, split: Split = "test") -> list[int]:
+        """The fold's named classes; for ``split="train"`` also every generated class (they are never tested)."""
+        named = super().fold_classes(fold, split)
+        if split == "train":
+            return named + list(range(len(SYNTHETIC_CLASSES) + 1, self.num_classes + 1))
+        return named
 
     def image_ids(self, split: Split) -> list[str]:
         return [f"{split}-{j:05d}" for j in range(self.num_images(split))]
@@ -69,7 +86,12 @@ class SyntheticSource(SegmentationSource):
 
     def layout(self, image_id: str) -> Layout:
         split, index = self._parse(image_id)
-        return make_layout(self.seed, split, index, self.image_size, self.num_classes)
+        return make_layout(self.seed, split, index, self.image_size, len(SYNTHETIC_CLASSES), self.benchmark,
+                           self.images_per_class[split])
+
+    def holes(self, image_id: str, class_id: int) -> np.ndarray:
+        """Boolean mask of ``class_id``'s hole pixels in the image (see ``layout.render_holes``)."""
+        return render_holes(self.layout(image_id), self.image_size, int(class_id))
 
     def load(self, image_id: str) -> tuple[np.ndarray, np.ndarray]:
         if image_id in self._cache:
