@@ -6,8 +6,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from data_utils.synthetic import (SHAPES, TEXTURES, Texture, PlacedObject, _paint_texture, add_ignore_band,
-                                  ignore_band_radius, OBJECT_RADIUS, _box, _radius)
+from data_utils.synthetic import (SHAPES, TEXTURES, Texture, PlacedObject, add_ignore_band,
+                                  ignore_band_radius, OBJECT_RADIUS)
+from data_utils.synthetic import paint_texture as _paint_texture
+from data_utils.synthetic.shapes import _box, _radius
 from data_utils.folds import SYNTHETIC_CLASSES
 
 NAMED = [SHAPES[n] for n in SYNTHETIC_CLASSES]

@@ -14,11 +14,11 @@ import torch.nn.functional as F
 from dpcn_lite.backbones import BackboneFeatures
 from dpcn_lite.base import EpisodeFeatures
 from dpcn_lite.config import get_preset
-from dpcn_lite.train import build_model
+from dpcn_lite.model import build_model
 
 from gen import Variant
 
-ROOT = Path(__file__).parent
+ROOT = Path("/work/research/research")
 CACHE = ROOT / "cache"
 MIN_PIX = 234
 
@@ -38,7 +38,13 @@ def build_data(v: Variant, tag: str):
     lib = None
     if v.name.startswith("lib:"):
         from data_utils.synthetic import SyntheticSource
-        lib = SyntheticSource(benchmark=v.name[4:], cache_size=0, seed=v.seed)
+        from data_utils.synthetic import get_benchmark
+        import dataclasses as _dc
+        name, _, extra = v.name[4:].partition("+")
+        bench = get_benchmark(name)
+        if extra:
+            bench = _dc.replace(bench, **json.loads(extra))
+        lib = SyntheticSource(benchmark=bench, cache_size=0, seed=v.seed)
     for split in ("train", "test"):
         n = lib.num_images(split) if lib else v.num_images(split)
         imgs, labels = [], []

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from dpcn_lite.metrics import FewShotIoU, episode_counts, mean_and_std, prediction_at_original_size
+from dpcn_lite.metrics import FewShotIoU, StructureFill, episode_counts, mean_and_std, prediction_at_original_size
 
 
 def row(*values: int) -> torch.Tensor:
@@ -129,3 +129,30 @@ def test_mean_and_std_over_seeds() -> None:
     assert mean == pytest.approx(0.6)
     assert std == pytest.approx(0.1)
     assert mean_and_std([0.4]) == (0.4, 0.0)
+
+
+def test_structure_fill_scores_holes_and_body_and_skips_episodes_without_holes():
+    label = torch.zeros(8, 8, dtype=torch.int64)
+    label[1:7, 1:7] = 1
+    label[3:5, 3:5] = 0  # a 2x2 hole
+    label[0, :] = 255
+    holes = torch.zeros(8, 8, dtype=torch.bool)
+    holes[3:5, 3:5] = True
+    filled = torch.zeros(8, 8, dtype=torch.int64)
+    filled[1:7, 1:7] = 1  # the outline, hole included: what prototype matching tends to do
+    exact = (label == 1).long()
+    metric = StructureFill()
+    metric.update(filled, label, holes)
+    metric.update(exact, label, holes)
+    metric.update(exact, label, torch.zeros(8, 8, dtype=torch.bool))  # a class without holes
+    result = metric.compute()
+    assert result["hole_fill"] == pytest.approx(0.5) and result["hole_episodes"] == 2
+    assert result["body_fill"] == pytest.approx(1.0)
+    half = torch.zeros(8, 8, dtype=torch.int64)
+    half[1:4, 1:7] = 1
+    other = StructureFill()
+    other.update(half, label, holes)
+    assert other.compute()["body_fill"] == pytest.approx(float((half[label == 1] == 1).float().mean()))
+    assert StructureFill().compute()["hole_fill"] is None
+    with pytest.raises(ValueError, match="same size"):
+        other.update(half, label, holes[:4])

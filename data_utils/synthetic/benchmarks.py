@@ -50,6 +50,9 @@ class SyntheticBenchmark:
     images_per_generated_class: int = 0
     background_desaturation: float = 0.0
     hue_jitter: float = 0.02
+    named_hue_groups: int = 0
+    """0: every named class has a hue of its own (golden-ratio spacing). k > 0: class c takes hue (c mod k) / k, so
+    each hue is shared by several classes and only hue and texture together name a class."""
 
     @property
     def tag(self) -> str:
@@ -62,8 +65,10 @@ class SyntheticBenchmark:
 
     @cached_property
     def named_styles(self) -> tuple[ClassStyle, ...]:
-        """Class ``c`` (1-based): hue ``c * 0.618 mod 1`` (golden-ratio spacing), texture kind ``c mod 6``."""
-        return tuple(ClassStyle(hue=(c * 0.618) % 1.0, texture=TEXTURES[c % len(TEXTURES)])
+        """Class ``c`` (1-based): hue ``c * 0.618 mod 1`` (golden-ratio spacing) or ``(c mod k) / k`` with
+        ``named_hue_groups = k``; texture kind ``c mod 6``."""
+        k = self.named_hue_groups
+        return tuple(ClassStyle(hue=(c % k) / k if k else (c * 0.618) % 1.0, texture=TEXTURES[c % len(TEXTURES)])
                      for c in range(1, len(SYNTHETIC_CLASSES) + 1))
 
     @cached_property

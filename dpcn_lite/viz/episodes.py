@@ -67,11 +67,12 @@ def dim_outside(image: np.ndarray, mask: np.ndarray, factor: float = 0.35) -> np
     return out
 
 
-def class_examples(source: Any, split: str = "train", candidates: int = 6) -> dict[int, str]:
-    """One image id per class: of the first ``candidates`` qualifying images, the one where the class is largest."""
+def class_examples(source: Any, split: str = "train", candidates: int = 6,
+                   classes: list[int] | None = None) -> dict[int, str]:
+    """One image id per class (default: all): of the first ``candidates`` qualifying images, where it is largest."""
     index = source.class_index(split)
     chosen = {}
-    for class_id in range(1, source.num_classes + 1):
+    for class_id in classes or range(1, source.num_classes + 1):
         ids = index[class_id][:candidates]
         if ids:
             chosen[class_id] = max(ids, key=lambda i: int((source.load_label(i) == class_id).sum()))
@@ -86,11 +87,12 @@ def show_class_gallery(
     size: float = 2.3,
 ) -> None:
     """One example per class, target class overlaid; one row per fold (classes 5i+1..5i+5 style folds)."""
-    examples = class_examples(source, split)
-    per_fold = source.num_classes // folds
+    fold_classes = [source.fold_classes(fold, "test") for fold in range(folds)]
+    examples = class_examples(source, split, classes=[c for classes in fold_classes for c in classes])
+    per_fold = len(fold_classes[0])
     fig, axes = _figure(per_fold, folds, size=size)
     for fold in range(folds):
-        for position, class_id in enumerate(source.fold_classes(fold, "test")):
+        for position, class_id in enumerate(fold_classes[fold]):
             ax = axes[fold, position]
             if class_id not in examples:
                 ax.set_title(f"{class_id}: (no example)", fontsize=8)
