@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from data_utils.datasets import DATASETS
+from data_utils.synthetic.benchmarks import BENCHMARKS, DEFAULT_BENCHMARK, get_benchmark
 from dpcn_lite.config import MODEL_NAMES, OPTIMIZERS, TRAINING_PRESET_NAMES
 
 EPILOG = """\
@@ -33,6 +34,10 @@ def _add_data_arguments(parser: argparse.ArgumentParser, with_defaults: bool) ->
                              "(prepare them with `python -m data_utils.prepare`)" +
                              ("" if with_defaults else "; default: the checkpoint's"))
     parser.add_argument("--data-root", default=None, help="data folder for pascal/coco (default: $DPCN_DATA or ./data)")
+    parser.add_argument("--benchmark", choices=sorted(BENCHMARKS), default=default(DEFAULT_BENCHMARK),
+                        dest="synthetic_benchmark",
+                        help="which synthetic benchmark: categories (v2) or shapes (v1, silhouettes only)" +
+                        (f" (default {DEFAULT_BENCHMARK})" if with_defaults else " (default: the checkpoint's)"))
     parser.add_argument("--fold", type=int, default=default(0), help="fold 0-3: its 5 (COCO: 20) classes are novel" +
                         ("" if with_defaults else "; default: the checkpoint's"))
     parser.add_argument("--shots", type=int, default=default(1), help="support images per episode (k)" +
@@ -145,7 +150,8 @@ def _train(args: argparse.Namespace) -> int:
     if args.no_feature_cache:
         options["feature_cache"] = False
     cfg = resolve_config(args.preset, args.dataset, model=args.model, fold=args.fold, shots=args.shots,
-                         seed=args.seed, data_root=args.data_root, model_overrides=overrides, **options)
+                         seed=args.seed, data_root=args.data_root, synthetic_benchmark=args.synthetic_benchmark,
+                         model_overrides=overrides, **options)
     run_dir = args.run_dir or Path("runs") / f"{cfg.model}-{cfg.preset}-{cfg.dataset}-fold{cfg.fold}-{cfg.shots}shot"
     if (run_dir / "checkpoint.pt").exists() and not args.resume:
         raise SystemExit(f"{run_dir} already holds a run. Add --resume to continue it, or choose another --run-dir.")
@@ -169,7 +175,8 @@ def _load(args: argparse.Namespace):
     else:
         path = args.checkpoint if args.checkpoint else args.run_dir / "checkpoint.pt"
     model, cfg = load_trained_model(path, device)
-    changes = {k: getattr(args, k) for k in ("dataset", "fold", "shots", "data_root") if getattr(args, k) is not None}
+    changes = {k: getattr(args, k) for k in ("dataset", "fold", "shots", "data_root", "synthetic_benchmark")
+               if getattr(args, k) is not None}
     if changes:
         values = cfg.to_dict()
         values.update(changes)
@@ -189,6 +196,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     metrics = evaluate_on_test(model, cfg, episodes=args.episodes, seeds=args.eval_seeds, device=device,
                                progress=not args.no_progress, feature_cache=cache)
     metrics.update(model=cfg.model, preset=cfg.preset, dataset=cfg.dataset, train_seed=cfg.seed)
+    if cfg.dataset == "synthetic":
+        metrics["benchmark"] = get_benchmark(cfg.synthetic_benchmark).tag
     _print_summary(metrics)
     if args.output:
         write_metrics(metrics, args.output)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from data_utils.synthetic import DEFAULT_BENCHMARK, get_benchmark
 from dpcn_lite.__main__ import main
 from dpcn_lite.checkpoint import load_checkpoint
 
@@ -30,6 +31,7 @@ def test_train_writes_every_run_file_with_the_metrics_keys(run_dir: Path, capsys
     assert metrics["episodes"] == 6 and metrics["shots"] == 1 and metrics["fold"] == 0 and metrics["seed"] == 0
     assert set(metrics["per_class_IoU"]) == {"1", "2", "3", "4", "5"}  # fold 0's novel classes
     assert 0.0 <= metrics["mIoU"] <= 100.0
+    assert metrics["benchmark"] == get_benchmark(DEFAULT_BENCHMARK).tag
     history = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
     assert [row["epoch"] for row in history] == [1, 2]
     config = json.loads((run_dir / "config.json").read_text())
@@ -51,6 +53,7 @@ def test_evaluate_a_checkpoint_with_several_seeds(run_dir: Path, tmp_path: Path,
                  "--output", str(output), "--no-progress"]) == 0
     metrics = json.loads(output.read_text())
     assert metrics["eval_seeds"] == [0, 1] and metrics["episodes"] == 4
+    assert metrics["benchmark"] == get_benchmark(DEFAULT_BENCHMARK).tag
     assert "±" in capsys.readouterr().out
 
 
