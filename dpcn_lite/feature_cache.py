@@ -18,8 +18,8 @@ from collections.abc import Iterable, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from dpcn_lite.backbones import BackboneFeatures
-from dpcn_lite.base import EpisodeFeatures, FewShotSegmenter
+from dpcn_lite.backbones import BackboneFeatures, EpisodeFeatures
+from dpcn_lite.base import FewShotSegmenter
 
 
 class FeatureCache:

@@ -36,7 +36,8 @@ from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
 from data_utils.episodes import EpisodeDataset, collate_episodes, move_batch
-from dpcn_lite.base import EpisodeFeatures, FewShotSegmenter
+from dpcn_lite.backbones import EpisodeFeatures
+from dpcn_lite.base import FewShotSegmenter
 from dpcn_lite.checkpoint import atomic_save, atomic_write_text, load_checkpoint, resume_training, training_checkpoint
 from dpcn_lite.config import TrainConfig
 from dpcn_lite.feature_cache import FeatureCache
