@@ -117,3 +117,20 @@ def test_the_biggest_object_does_not_give_the_target_away(source):
             scores.append((target & guess).sum() / (target | guess).sum())
     assert len(scores) > 100
     assert np.mean(scores) < 0.5
+
+
+def test_no_single_colour_names_a_class():
+    """Each of v2's 7 hues is shared by up to 3 named classes (only hue and texture together name one), so a
+    nearest-centroid classifier on objects' mean colours is right for about a third of them (60 % with a hue per class)."""
+
+    def objects(first: int, count: int):
+        return [(o.class_id, (np.array(o.texture.color_a) + np.array(o.texture.color_b)) / 2)
+                for j in range(first, first + count) for o in make_layout(0, "test", j, 160, benchmark="categories").objects]
+
+    fit, held_out = objects(0, 400), objects(400, 400)
+    centroids = np.stack([np.mean([c for k, c in fit if k == cls], axis=0) for cls in range(1, 21)])
+    correct = [int(np.argmin(np.linalg.norm(centroids - colour, axis=1))) + 1 == cls for cls, colour in held_out]
+    assert len(held_out) > 1000
+    assert np.mean(correct) < 0.45
+    styles = {(s.hue, s.texture) for s in V2.named_styles}
+    assert len(styles) == 20 and len({s.hue for s in V2.named_styles}) == 7

@@ -153,7 +153,7 @@ def resembles_named_style(style: ClassStyle, named: tuple[ClassStyle, ...], min_
 BENCHMARKS: dict[str, SyntheticBenchmark] = {
     "shapes": SyntheticBenchmark(name="shapes", version=1, class_appearance=False),
     "categories": SyntheticBenchmark(name="categories", version=2, class_appearance=True, generated_classes=200,
-                                     images_per_generated_class=10, background_desaturation=0.4),
+                                     images_per_generated_class=10, background_desaturation=0.4, named_hue_groups=7),
 }
 DEFAULT_BENCHMARK = "shapes"
 
