@@ -163,9 +163,6 @@ class EpisodeDataset(Dataset):
             valid = getattr(self.transform, "valid_hw", None)
             hw = valid(query_mask.shape) if valid is not None else tuple(q_mask.shape[-2:])
             episode["query_valid_hw"] = (int(hw[0]), int(hw[1]))
-            holes = getattr(self.source, "holes", None)
-            if holes is not None:  # the synthetic benchmark knows each target's hole pixels
-                episode["query_holes_original"] = torch.from_numpy(holes(spec.query_id, spec.class_id))
         return episode
 
     def __repr__(self) -> str:
@@ -187,8 +184,6 @@ def collate_episodes(batch: list[dict[str, Any]]) -> dict[str, Any]:
     if "query_label_original" in batch[0]:
         out["query_label_original"] = [ep["query_label_original"] for ep in batch]
         out["query_valid_hw"] = [ep["query_valid_hw"] for ep in batch]
-    if "query_holes_original" in batch[0]:
-        out["query_holes_original"] = [ep["query_holes_original"] for ep in batch]
     return out
 
 

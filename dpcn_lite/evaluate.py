@@ -56,6 +56,7 @@ def evaluate(
     model.eval()
     metric = FewShotIoU(episodes.classes)
     structure = StructureFill()
+    holes_of = getattr(getattr(episodes, "source", None), "holes", None)  # the synthetic benchmark knows them
     loader = DataLoader(episodes, batch_size=batch_size, shuffle=False, collate_fn=collate_episodes, num_workers=num_workers)
     use_amp = amp and device.type == "cuda"
     try:
@@ -73,8 +74,9 @@ def evaluate(
             for i, label in enumerate(batch["query_label_original"]):
                 prediction = prediction_at_original_size(logits[i], batch["query_valid_hw"][i], label.shape[-2:])
                 metric.update(prediction.cpu(), label, int(batch["class_id"][i]))
-                if "query_holes_original" in batch:
-                    structure.update(prediction.cpu(), label, batch["query_holes_original"][i])
+                if holes_of is not None:
+                    holes = holes_of(batch["query_id"][i], int(batch["class_id"][i]))
+                    structure.update(prediction.cpu(), label, torch.from_numpy(holes))
     finally:
         model.train(was_training)
     result = metric.compute()
@@ -97,6 +99,7 @@ class ForeignSupports(Dataset):
     def __init__(self, episodes) -> None:
         self.episodes = episodes
         self.classes, self.seed, self.shots, self.fold = episodes.classes, episodes.seed, episodes.shots, episodes.fold
+        self.source = episodes.source
         specs = episodes.episode_list()
         n = len(specs)
         if len({s.class_id for s in specs}) < 2:
