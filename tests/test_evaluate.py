@@ -49,6 +49,8 @@ def test_always_foreground_scores_foreground_pixels_over_valid_pixels(cfg) -> No
     assert result["bg_IoU"] == 0.0
     assert result["FB-IoU"] == pytest.approx(sum(foreground.values()) / sum(valid.values()) / 2)
     assert result["episodes"] == 12 and result["shots"] == 1 and result["fold"] == 0
+    # foreground everywhere fills every hole pixel and the whole body; fold 0 has holed classes
+    assert result["hole_fill"] == 1.0 and result["body_fill"] == 1.0 and result["hole_episodes"] > 0
 
 
 def test_feature_cache_evaluation_matches_the_full_model(cfg) -> None:
