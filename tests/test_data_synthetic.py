@@ -1,4 +1,6 @@
-"""The embedded synthetic benchmark: deterministic, well-formed labels, structure that matters."""
+"""The synthetic benchmark, version 1 ('shapes'): deterministic, well-formed labels, structure that matters.
+
+The layout, labels and ignore band are shared with version 2, tested in test_data_synthetic_benchmarks.py."""
 
 from __future__ import annotations
 
@@ -11,13 +13,13 @@ from data_utils.synthetic import SHAPES, SyntheticSource, make_layout
 
 @pytest.fixture(scope="module")
 def source() -> SyntheticSource:
-    return SyntheticSource(image_size=64, images_per_class={"train": 3, "test": 2}, cache_size=0)
+    return SyntheticSource(image_size=64, images_per_class={"train": 3, "test": 2}, cache_size=0, benchmark="shapes")
 
 
 def test_same_id_gives_identical_pixels_in_any_order_and_any_instance(source):
     ids = ["train-00007", "test-00011", "train-00000"]
     first = [source.load(i) for i in ids]
-    other = SyntheticSource(image_size=64, images_per_class={"train": 3, "test": 2})
+    other = SyntheticSource(image_size=64, images_per_class={"train": 3, "test": 2}, benchmark="shapes")
     for image_id, (img, lab) in zip(reversed(ids), reversed(first)):
         img2, lab2 = other.load(image_id)
         assert np.array_equal(img, img2) and np.array_equal(lab, lab2)
@@ -25,7 +27,7 @@ def test_same_id_gives_identical_pixels_in_any_order_and_any_instance(source):
 
 def test_seed_and_split_change_the_images(source):
     a_img, _ = source.load("train-00001")
-    b_img, _ = SyntheticSource(image_size=64, seed=1, images_per_class=3).load("train-00001")
+    b_img, _ = SyntheticSource(image_size=64, seed=1, images_per_class=3, benchmark="shapes").load("train-00001")
     c_img, _ = source.load("test-00001")
     assert not np.array_equal(a_img, b_img)
     assert not np.array_equal(a_img, c_img)
@@ -39,7 +41,7 @@ def test_train_and_test_pools_are_disjoint_images(source):
 
 @pytest.mark.parametrize("size", [64, 160])
 def test_image_and_label_format_and_ignore_band(size):
-    src = SyntheticSource(image_size=size, images_per_class=1)
+    src = SyntheticSource(image_size=size, images_per_class=1, benchmark="shapes")
     img, lab = src.load("train-00004")
     assert img.shape == (size, size, 3) and img.dtype == np.uint8
     assert lab.shape == (size, size) and lab.dtype == np.uint8
@@ -53,7 +55,7 @@ def test_image_and_label_format_and_ignore_band(size):
 
 
 def test_every_image_has_its_primary_class_plus_distractors():
-    src = SyntheticSource(image_size=96, images_per_class=2)
+    src = SyntheticSource(image_size=96, images_per_class=2, benchmark="shapes")
     for j in range(40):
         layout = src.layout(f"train-{j:05d}")
         classes = [o.class_id for o in layout.objects]
@@ -66,7 +68,7 @@ def test_textures_and_colours_are_not_tied_to_class():
     # over many objects, every class uses several texture kinds: colour/texture cannot identify a class
     kinds: dict[int, set[str]] = {}
     for j in range(200):
-        for obj in make_layout(0, "train", j, 160).objects:
+        for obj in make_layout(0, "train", j, 160, benchmark="shapes").objects:
             kinds.setdefault(obj.class_id, set()).add(obj.texture.kind)
     assert all(len(k) >= 4 for k in kinds.values())
 
@@ -101,7 +103,7 @@ def test_bad_ids_and_sizes_are_clear_errors(source):
     with pytest.raises(ValueError, match="unknown synthetic image id"):
         source.load("train-99999")
     with pytest.raises(ValueError, match="image_size"):
-        SyntheticSource(image_size=8)
+        SyntheticSource(image_size=8, benchmark="shapes")
 
 
 def test_mean_colour_of_an_object_does_not_tell_its_class():
@@ -109,7 +111,7 @@ def test_mean_colour_of_an_object_does_not_tell_its_class():
 
     def objects(first: int, count: int):
         return [(o.class_id, (np.array(o.texture.color_a) + np.array(o.texture.color_b)) / 2)
-                for j in range(first, first + count) for o in make_layout(0, "train", j, 160).objects]
+                for j in range(first, first + count) for o in make_layout(0, "train", j, 160, benchmark="shapes").objects]
 
     fit, held_out = objects(0, 600), objects(600, 600)
     centroids = np.stack([np.mean([c for k, c in fit if k == cls], axis=0) for cls in range(1, 21)])
@@ -122,7 +124,7 @@ def test_size_does_not_give_the_target_away():
     """Over the episode pool, "segment the biggest object" (blind to the support) must score poorly, so a model can
     only find the target through the support. (Small distractors with a primary-class-only pool scored 0.99; one
     shared scale over all qualifying pairs scores 0.34 at 160 px.)"""
-    src = SyntheticSource(image_size=64, images_per_class={"train": 1, "test": 10}, cache_size=0)
+    src = SyntheticSource(image_size=64, images_per_class={"train": 1, "test": 10}, cache_size=0, benchmark="shapes")
     scores = []
     for class_id, image_ids in src.class_index("test").items():
         for image_id in image_ids:

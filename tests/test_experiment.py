@@ -21,14 +21,17 @@ def cfg():
 def test_the_source_is_rendered_at_the_presets_image_size(cfg) -> None:
     source = make_source(cfg)
     assert source.image_size == cfg.model_config().image_size == 64
-    assert source.num_images("train") == 4 * 20
+    assert source.num_images("test") == 4 * 20
+    assert source.num_images("train") == 4 * 20 + 200 * 10  # categories: 200 generated classes, 10 images each
+    assert source.benchmark.tag == "categories-v2"
 
 
 def test_test_episodes_are_the_folds_novel_classes_and_train_episodes_the_others(cfg) -> None:
     test = episodes_for_config(cfg, "test", seed=0, episodes=5)
     train = episodes_for_config(cfg, "train", seed=0, episodes=5)
     assert test.classes == fold_classes("synthetic", 1, "test")
-    assert train.classes == fold_classes("synthetic", 1, "train")
+    # the named base classes, then categories' generated training classes
+    assert train.classes == fold_classes("synthetic", 1, "train") + list(range(21, 221))
     assert test[0]["query_image"].shape == (3, 64, 64) and test[0]["support_images"].shape == (1, 3, 64, 64)
 
 

@@ -155,7 +155,7 @@ BENCHMARKS: dict[str, SyntheticBenchmark] = {
     "categories": SyntheticBenchmark(name="categories", version=2, class_appearance=True, generated_classes=200,
                                      images_per_generated_class=10, background_desaturation=0.4, named_hue_groups=7),
 }
-DEFAULT_BENCHMARK = "shapes"
+DEFAULT_BENCHMARK = "categories"
 
 
 def get_benchmark(name: str | SyntheticBenchmark) -> SyntheticBenchmark:

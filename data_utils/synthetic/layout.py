@@ -14,7 +14,7 @@ from PIL import Image, ImageFilter
 
 from ..folds import SYNTHETIC_CLASSES
 from ..validation import IGNORE_INDEX
-from .benchmarks import SyntheticBenchmark, get_benchmark
+from .benchmarks import DEFAULT_BENCHMARK, SyntheticBenchmark, get_benchmark
 from .shapes import SHAPES, ShapeFn, outline_of
 from .textures import Texture, paint_texture, random_texture, texture_mean
 
@@ -46,7 +46,7 @@ class Layout:
 
 
 def make_layout(seed: int, split: str, index: int, size: int, num_classes: int = 20,
-                benchmark: str | SyntheticBenchmark = "shapes", images_per_class: int | None = None) -> Layout:
+                benchmark: str | SyntheticBenchmark = DEFAULT_BENCHMARK, images_per_class: int | None = None) -> Layout:
     """Draw the layout of image ``index`` of ``split`` from ``default_rng([seed, split_code, index])`` alone.
 
     ``benchmark`` decides the textures (shared pool or the class's own) and, on the training split, whether images
