@@ -102,7 +102,9 @@ def show_class_gallery(
             ax.set_title(f"{class_id} · {source.class_name(class_id)}", fontsize=9)
             if position == 0:
                 ax.set_ylabel(f"fold {fold}", fontsize=11, fontweight="bold")
-    fig.suptitle(f"{source.name}: one {split} example per class "
+    benchmark = getattr(source, "benchmark", None)
+    name = f"{source.name} ({benchmark.tag})" if benchmark is not None else source.name
+    fig.suptitle(f"{name}: one {split} example per class "
                  "(target bright and tinted, rest dimmed, ignore band white)", fontsize=11)
     fig.tight_layout()
     finish(fig, path)
