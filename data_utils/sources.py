@@ -53,11 +53,15 @@ def build_class_index(
     num_classes: int,
     min_pixels: int,
     desc: str = "indexing",
+    progress: bool | None = None,
 ) -> dict[int, list[str]]:
-    """Map each class id 1..N to the (sorted) image ids in which it covers >= ``min_pixels`` pixels."""
+    """Map each class id 1..N to the (sorted) image ids in which it covers >= ``min_pixels`` pixels.
+
+    ``progress``: a bar (default: only for more than 2,000 images, i.e. files to read)."""
     index: dict[int, list[str]] = {c: [] for c in range(1, num_classes + 1)}
     ids = list(image_ids)
-    for image_id in tqdm(ids, desc=desc, leave=False, disable=len(ids) < 2000):
+    show = len(ids) >= 2000 if progress is None else progress
+    for image_id in tqdm(ids, desc=desc, leave=False, disable=not show):
         for c in qualifying_classes(read_label(image_id), num_classes, min_pixels):
             index[c].append(image_id)
     return {c: sorted(v) for c, v in index.items()}
@@ -69,6 +73,8 @@ class SegmentationSource(ABC):
     name: str = ""
     classes: tuple[str, ...] = ()
     min_pixels: int = MIN_CLASS_PIXELS
+    index_progress: bool | None = None
+    """Progress bar while indexing (None: for large image lists)."""
 
     def __init__(self) -> None:
         self._class_index_cache: dict[str, dict[int, list[str]]] = {}
@@ -108,7 +114,8 @@ class SegmentationSource(ABC):
 
     def _compute_class_index(self, split: Split) -> dict[int, list[str]]:
         return build_class_index(
-            self.image_ids(split), self.load_label, self.num_classes, self.min_pixels, desc=f"{self.name} {split}"
+            self.image_ids(split), self.load_label, self.num_classes, self.min_pixels, desc=f"{self.name} {split}",
+            progress=self.index_progress,
         )
 
     def __repr__(self) -> str:

@@ -29,6 +29,7 @@ class SyntheticSource(SegmentationSource):
     """
 
     name = "synthetic"
+    index_progress = False  # rendering the labels takes seconds; a bar would only clutter notebook outputs
 
     def __init__(
         self,
