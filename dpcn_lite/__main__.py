@@ -188,11 +188,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     import torch
 
     from dpcn_lite.evaluate import write_metrics
-    from dpcn_lite.experiment import evaluate_on_test
+    from dpcn_lite.experiment import evaluate_on_test, source_key
     from dpcn_lite.feature_cache import FeatureCache
 
     model, cfg, device = _load(args)
-    cache = None if model.backbone.has_trainable_parameters else FeatureCache(model, dtype=torch.float32)
+    cache = None if model.backbone.has_trainable_parameters else \
+        FeatureCache(model, dtype=torch.float32, key=source_key(cfg))
     metrics = evaluate_on_test(model, cfg, episodes=args.episodes, seeds=args.eval_seeds, device=device,
                                progress=not args.no_progress, feature_cache=cache)
     metrics.update(model=cfg.model, preset=cfg.preset, dataset=cfg.dataset, train_seed=cfg.seed)

@@ -32,7 +32,7 @@ from dpcn_lite.base import FewShotSegmenter, SegmenterOutput
 from dpcn_lite.backbones import BackboneFeatures
 from dpcn_lite.config import TrainConfig
 from dpcn_lite.evaluate import ForeignSupports, evaluate
-from dpcn_lite.experiment import episodes_for_config, make_source, train
+from dpcn_lite.experiment import episodes_for_config, make_source, source_key, train
 from dpcn_lite.feature_cache import FeatureCache
 from dpcn_lite.modules.decoder import upsample_logits
 from dpcn_lite.modules.prototypes import masked_average_pooling, resize_support_mask
@@ -142,8 +142,8 @@ def diagnose(cfg: TrainConfig, models: tuple[str, ...] = ("prototype", "dpcn"), 
         report["benchmark"] = source.benchmark.tag
     rule = UntrainedPrototypeRule(cfg.model_config()).eval()
     # Every model here shares the same frozen backbone, so one cache serves all evaluations and one all trainings.
-    cache = FeatureCache(rule, dtype=torch.float32)
-    train_cache = FeatureCache(rule, dtype=getattr(torch, cfg.cache_dtype))
+    cache = FeatureCache(rule, dtype=torch.float32, key=source_key(cfg))
+    train_cache = FeatureCache(rule, dtype=getattr(torch, cfg.cache_dtype), key=source_key(cfg))
     report["raw_auc_mid"] = raw_feature_auc(cache, novel, "mid", progress=progress)
     report["raw_auc_high"] = raw_feature_auc(cache, novel, "high", progress=progress)
     report["untrained_rule"] = _percent(evaluate(rule, novel, feature_cache=cache, progress=progress))

@@ -21,6 +21,7 @@ from data_utils.datasets import get_source
 from data_utils.episodes import EpisodeDataset
 from data_utils.folds import class_names
 from data_utils.sources import SegmentationSource
+from data_utils.synthetic.benchmarks import get_benchmark
 from data_utils.transforms import test_transform, train_transform
 from dpcn_lite.backbones import normalization_of
 from dpcn_lite.base import FewShotSegmenter
@@ -45,6 +46,15 @@ def make_source(cfg: TrainConfig) -> SegmentationSource:
         return get_source("synthetic", image_size=cfg.model_config().image_size, cache_size=4096,
                           benchmark=cfg.synthetic_benchmark, **options)
     return get_source(cfg.dataset, root=cfg.data_root)
+
+
+def source_key(cfg: TrainConfig) -> str:
+    """What names the images of ``cfg``'s dataset: a feature cache's key (``FeatureCache.check_key``)."""
+    if cfg.dataset == "synthetic":
+        benchmark = get_benchmark(cfg.synthetic_benchmark).tag
+        size = cfg.synthetic_images_per_class or "default"
+        return f"synthetic:{benchmark}:{cfg.model_config().image_size}px:{size} images per class"
+    return f"{cfg.dataset}:{cfg.data_root or 'default root'}:{cfg.model_config().image_size}px"
 
 
 def episodes_for_config(cfg: TrainConfig, split: str, *, seed: int, episodes: int | None = None,
@@ -99,7 +109,9 @@ def train(
                                     augment=cfg.augment and not use_cache)
     cache = None
     if use_cache:
-        cache = feature_cache if feature_cache is not None else FeatureCache(model, dtype=getattr(torch, cfg.cache_dtype))
+        key = source_key(cfg)
+        cache = feature_cache.check_key(key) if feature_cache is not None else \
+            FeatureCache(model, dtype=getattr(torch, cfg.cache_dtype), key=key)
     return fit(cfg, model, train_set, ctx, run_dir, resume=resume, progress=progress, on_epoch_end=on_epoch_end,
                feature_cache=cache)
 
@@ -140,7 +152,9 @@ def run_experiment(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = Fals
     source = make_source(cfg)
     started = time.perf_counter()
     if test_cache is None and cfg.feature_cache and not model.backbone.has_trainable_parameters:
-        test_cache = FeatureCache(model, dtype=torch.float32)
+        test_cache = FeatureCache(model, dtype=torch.float32, key=source_key(cfg))
+    elif test_cache is not None:
+        test_cache.check_key(source_key(cfg))
     metrics = evaluate_on_test(model, cfg, source=source, device=eval_device, progress=progress, amp=cfg.amp,
                                num_workers=cfg.num_workers, feature_cache=test_cache)
     names = class_names(cfg.dataset)

@@ -25,11 +25,15 @@ from dpcn_lite.base import FewShotSegmenter
 class FeatureCache:
     """Image id -> backbone features of that image, filled lazily from episode batches.
 
-    >>> cache = FeatureCache(model)
+    >>> cache = FeatureCache(model, key="synthetic:categories-v2:160px:seed0")
     >>> loss = model.loss(batch, features=cache.episode_features(batch))
+
+    Image ids repeat across datasets, benchmark versions, image sizes and seeds ("train-00005" is another picture in
+    each), so a cache carries the ``key`` of the images it holds, and code that shares one cache between runs checks it
+    with :meth:`check_key` (``dpcn_lite.experiment.source_key`` makes one).
     """
 
-    def __init__(self, model: FewShotSegmenter, dtype: torch.dtype = torch.float16) -> None:
+    def __init__(self, model: FewShotSegmenter, dtype: torch.dtype = torch.float16, key: str = "") -> None:
         if model.backbone.has_trainable_parameters:
             raise ValueError(
                 "The feature cache needs a fully frozen backbone, but this model fine-tunes its last backbone stage "
@@ -37,10 +41,22 @@ class FeatureCache:
             )
         self.model = model
         self.dtype = dtype
+        self.key = key
         self._mid: dict[str, torch.Tensor] = {}
         self._high: dict[str, torch.Tensor] = {}
         self.hits = 0
         self.misses = 0
+
+    def check_key(self, key: str) -> "FeatureCache":
+        """Raise unless this cache holds features of the images ``key`` names; returns the cache.
+
+        A cache made without a key takes the key of the first run that checks it."""
+        if not self.key:
+            self.key = key
+        if self.key != key:
+            raise ValueError(f"This feature cache holds features of {self.key or 'unnamed images'!r}, not of {key!r}: "
+                             "image ids repeat across datasets, benchmarks, sizes and seeds. Use a fresh cache.")
+        return self
 
     def __len__(self) -> int:
         return len(self._mid)

@@ -7,7 +7,7 @@ import torch
 
 from data_utils.episodes import collate_episodes
 from dpcn_lite.config import get_preset, resolve_config
-from dpcn_lite.experiment import episodes_for_config
+from dpcn_lite.experiment import episodes_for_config, source_key
 from dpcn_lite.feature_cache import FeatureCache
 from dpcn_lite.model import DPCN
 
@@ -74,3 +74,19 @@ def test_a_trainable_backbone_cannot_be_cached() -> None:
 def test_lookup_of_an_unseen_image_is_a_clear_error() -> None:
     with pytest.raises(KeyError, match="not cached"):
         FeatureCache(frozen_model()).lookup(["train-00000"])
+
+
+def test_a_cache_refuses_images_of_another_benchmark_size_or_dataset() -> None:
+    v2 = source_key(resolve_config("cpu"))
+    keys = {v2, source_key(resolve_config("cpu", synthetic_benchmark="shapes")),
+            source_key(resolve_config("tiny", model_overrides={"train_layer4": False})),
+            source_key(resolve_config("cpu", synthetic_images_per_class=4)), source_key(resolve_config("cpu", "pascal"))}
+    assert len(keys) == 5 and "categories-v2" in v2
+    cache = FeatureCache(frozen_model(), key=v2)
+    assert cache.check_key(v2) is cache
+    with pytest.raises(ValueError, match="shapes-v1"):
+        cache.check_key(source_key(resolve_config("cpu", synthetic_benchmark="shapes")))
+    unnamed = FeatureCache(frozen_model())
+    unnamed.check_key(v2)  # an unnamed cache takes the first key it is checked against ...
+    with pytest.raises(ValueError, match="Use a fresh cache"):
+        unnamed.check_key(source_key(resolve_config("cpu", synthetic_benchmark="shapes")))  # ... and keeps it
