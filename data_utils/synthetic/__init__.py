@@ -1,22 +1,25 @@
-"""The embedded synthetic few-shot benchmark: 20 shape classes in 4 folds of 5, no download, fully deterministic.
+"""The embedded synthetic few-shot benchmark: 20 named classes in 4 folds of 5, no download, fully deterministic.
 
 Why it looks the way it does
 ----------------------------
 DPCN's claim is that plain prototype matching (one mean feature per support mask) misses objects with holes and
-slots, and that dynamic convolution over local structure recovers them. So the classes differ by *shape and
+slots, and that dynamic convolution over local structure recovers them. So the named classes differ by *shape and
 structure* (solid disk vs ring vs ring with a slot, solid square vs frame vs frame with a gap vs window grid, cross vs
-cross with a hole...), while colour and texture carry no class information: every object and the background draw
-their colours and texture (plain, stripes, dots, checker, noise, gradient) from one pool shared by all classes.
-Each image holds one or two objects of its *primary* class plus 1-3 distractors of other classes, at varied scale,
-position, rotation and aspect, and an ignore band (255) a few pixels wide along every label boundary, as in VOC.
+cross with a hole...). Two versions (``benchmarks``): in ``categories`` (v2, the default) a class also has an
+appearance of its own, 7 hues shared by the 20 classes and a texture kind each, and 200 generated classes join the
+training split; in ``shapes`` (v1) colour and texture carry no class information, every object and the background
+drawing them from one shared pool. Each image holds one or two objects of its *primary* class plus 1-3 distractors
+of other classes, at varied scale, position, rotation and aspect, and an ignore band (255) a few pixels wide along
+every label boundary, as in VOC.
 
-Determinism: image ``j`` of a split is a pure function of ``(seed, split, j, image_size)``. Its layout comes from
-``np.random.default_rng([seed, split_code, j])`` (PCG64), never from a global RNG, so any process on any machine
-renders identical pixels in any access order.
+Determinism: image ``j`` of a split is a pure function of ``(benchmark, seed, split, j, image_size)``. Its layout
+comes from ``np.random.default_rng([seed, split_code, j])`` (PCG64), never from a global RNG, so any process on any
+machine renders identical pixels in any access order.
 
-One concern per module: ``shapes`` (the 20 class silhouettes as predicates), ``textures`` (the shared texture pool
-and how a texture is painted), ``layout`` (everything random about one image, drawn up front, and the rendering of
-its image and its label with the ignore band) and ``source`` (the benchmark as a dataset source).
+One concern per module: ``benchmarks`` (the versions, class appearances and generated classes), ``shapes`` (the class
+silhouettes as predicates, their outlines, procedural shapes), ``textures`` (the texture pool and how a texture is
+painted), ``layout`` (everything random about one image, drawn up front, and the rendering of its image, its label
+with the ignore band and its hole pixels) and ``source`` (the benchmark as a dataset source).
 """
 
 from .benchmarks import BENCHMARKS, DEFAULT_BENCHMARK, SyntheticBenchmark, get_benchmark

@@ -1,6 +1,6 @@
 """Everything random about one image, drawn up front (:func:`make_layout`), then rendered as a pure function of it.
 
-Image ``j`` of a split depends on ``(seed, split, j, image_size)`` alone: its layout comes from
+Image ``j`` of a split depends on ``(benchmark, seed, split, j, image_size)`` alone: its layout comes from
 ``np.random.default_rng([seed, split_code, j])``. :func:`render_image` paints it supersampled and box-filtered;
 :func:`render_label` samples the same shapes at pixel centres and adds the 255 band along every label boundary.
 """

@@ -1,5 +1,5 @@
-"""The texture pool that every object and background draws from (so texture carries no class information), and
-how a texture is painted.
+"""The texture pool that backgrounds (and, in the ``shapes`` benchmark, every object) draw from, and how a texture
+is painted. (In ``categories`` an object's texture comes from its class: ``benchmarks.SyntheticBenchmark``.)
 
 A :class:`Texture` is drawn by :func:`random_texture` from the image's own generator and painted by
 :func:`paint_texture` at any coordinates, so rendering stays a pure function of the drawn layout.
