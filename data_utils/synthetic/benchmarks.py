@@ -4,9 +4,10 @@
   one shared pool. Frozen ImageNet features cannot match silhouettes across textures (raw-feature AUC 0.63 on novel
   classes), so every trained head memorises the 15 base classes. Kept as a lesson on texture bias.
 * ``categories`` (version 2, the default): a class behaves like an object category. It has an appearance of its own
-  (a hue with jitter, a second darker colour, one texture kind with random period and angle) *and* a silhouette that
-  decides the exact mask, and the training split adds ``generated_classes`` procedural classes whose silhouettes and
-  appearances differ from every named class. Meta-learning generalises with the number of training classes: with the
+  (a hue with jitter, a second darker colour, one texture kind with random period and angle; the 20 named classes
+  share 7 hues, so no colour alone names a class) *and* a silhouette that decides the exact mask, and the training
+  split adds ``generated_classes`` procedural classes whose silhouettes and appearances differ from every named
+  class. Meta-learning generalises with the number of training classes: with the
   15 named base classes alone a trained prototype head scores 23.5 mIoU on novel classes, with 300 generated ones
   50.9 (``docs/diagnosis.md``). Backgrounds are desaturated 40 % toward grey, so objects stand out without any colour
   naming a class.
