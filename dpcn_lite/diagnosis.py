@@ -122,45 +122,59 @@ def _percent(result: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def diagnose(cfg: TrainConfig, models: tuple[str, ...] = ("prototype", "dpcn"), *, oracle: bool = True,
+def diagnose(cfg: TrainConfig, models: tuple[str, ...] = ("prototype", "dpcn"), *,
+             oracle: bool | tuple[str, ...] = True, seeds: tuple[int, ...] | None = None, novel_only: bool = False,
              episodes: int | None = None, base_episodes: int = 300, fit_episodes: int = 200, progress: bool = True,
-             log: Callable[[str], None] = print) -> dict[str, Any]:
-    """The diagnosis of ``cfg``'s benchmark and recipe on fold ``cfg.fold`` (see the module docstring); percent."""
+             log: Callable[[str], None] = print,
+             on_report: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+    """The diagnosis of ``cfg``'s benchmark and recipe on fold ``cfg.fold`` (see the module docstring); percent.
+
+    One report per training seed (``seeds``, default ``cfg.seed``); the runs share their feature caches.
+    ``oracle``: for every model, for none, or for the models named. ``novel_only`` skips fit, base and foreign.
+    ``on_report(report)`` is called as each seed finishes (to log it before the next one starts).
+    """
     started = time.perf_counter()
     source = make_source(cfg)
     count = episodes or cfg.eval_episodes
     novel = episodes_for_config(cfg, "test", seed=0, episodes=count, source=source)
     base_classes = [c for c in range(1, 21) if c not in novel.classes] if cfg.dataset == "synthetic" else \
         source.fold_classes(cfg.fold, "train")
-    base = EpisodeDataset(source, cfg.fold, "test", cfg.shots, base_episodes, seed=0, transform=novel.transform,
-                          classes=base_classes)
-    fit = EpisodeDataset(source, cfg.fold, "train", cfg.shots, fit_episodes, seed=0, transform=novel.transform,
-                         classes=base_classes, fixed=True)
-    report: dict[str, Any] = {"dataset": cfg.dataset, "fold": cfg.fold, "shots": cfg.shots, "episodes": count,
-                              "train": cfg.to_dict()}
+    checks = [("novel", novel)]
+    if not novel_only:
+        base = EpisodeDataset(source, cfg.fold, "test", cfg.shots, base_episodes, seed=0, transform=novel.transform,
+                              classes=base_classes)
+        fit = EpisodeDataset(source, cfg.fold, "train", cfg.shots, fit_episodes, seed=0, transform=novel.transform,
+                             classes=base_classes, fixed=True)
+        checks = [("fit", fit), ("base", base), ("novel", novel), ("foreign", ForeignSupports(novel))]
+    shared: dict[str, Any] = {"dataset": cfg.dataset, "fold": cfg.fold, "shots": cfg.shots, "episodes": count}
     if cfg.dataset == "synthetic":
-        report["benchmark"] = source.benchmark.tag
+        shared["benchmark"] = source.benchmark.tag
     rule = UntrainedPrototypeRule(cfg.model_config()).eval()
     # Every model here shares the same frozen backbone, so one cache serves all evaluations and one all trainings.
     cache = FeatureCache(rule, dtype=torch.float32, key=source_key(cfg))
     train_cache = FeatureCache(rule, dtype=getattr(torch, cfg.cache_dtype), key=source_key(cfg))
-    report["raw_auc_mid"] = raw_feature_auc(cache, novel, "mid", progress=progress)
-    report["raw_auc_high"] = raw_feature_auc(cache, novel, "high", progress=progress)
-    report["untrained_rule"] = _percent(evaluate(rule, novel, feature_cache=cache, progress=progress))
-    report["colour_rule"] = _percent(evaluate(ColourRule(), novel, device="cpu", progress=progress))
-    log(f"raw AUC mid {report['raw_auc_mid']:.3f} high {report['raw_auc_high']:.3f} | untrained rule "
-        f"{report['untrained_rule']['mIoU']:.1f} | colour rule {report['colour_rule']['mIoU']:.1f}")
-    for name in models:
-        run = dataclasses.replace(cfg, model=name)
-        model = train(run, progress=progress, feature_cache=train_cache).model.eval()
-        row = {key: _percent(evaluate(model, data, feature_cache=cache, progress=progress))
-               for key, data in (("fit", fit), ("base", base), ("novel", novel), ("foreign", ForeignSupports(novel)))}
-        if oracle:
-            upper = train(dataclasses.replace(run, train_on_novel=True), progress=progress,
-                          feature_cache=train_cache).model.eval()
-            row["oracle"] = _percent(evaluate(upper, novel, feature_cache=cache, progress=progress))
-        report[name] = row
-        log(f"{name}: fit {row['fit']['mIoU']:.1f} | base {row['base']['mIoU']:.1f} | novel {row['novel']['mIoU']:.1f}"
-            f" | foreign {row['foreign']['mIoU']:.1f}" + (f" | oracle {row['oracle']['mIoU']:.1f}" if oracle else ""))
-    report["minutes"] = (time.perf_counter() - started) / 60
-    return report
+    shared["raw_auc_mid"] = raw_feature_auc(cache, novel, "mid", progress=progress)
+    shared["raw_auc_high"] = raw_feature_auc(cache, novel, "high", progress=progress)
+    shared["untrained_rule"] = _percent(evaluate(rule, novel, feature_cache=cache, progress=progress))
+    shared["colour_rule"] = _percent(evaluate(ColourRule(), novel, device="cpu", progress=progress))
+    log(f"raw AUC mid {shared['raw_auc_mid']:.3f} high {shared['raw_auc_high']:.3f} | untrained rule "
+        f"{shared['untrained_rule']['mIoU']:.1f} | colour rule {shared['colour_rule']['mIoU']:.1f}")
+    oracles = models if oracle is True else (oracle or ())
+    reports = []
+    for seed in seeds if seeds is not None else (cfg.seed,):
+        report = {**shared, "train": dataclasses.replace(cfg, seed=seed).to_dict()}
+        for name in models:
+            run = dataclasses.replace(cfg, model=name, seed=seed)
+            model = train(run, progress=progress, feature_cache=train_cache).model.eval()
+            row = {key: _percent(evaluate(model, data, feature_cache=cache, progress=progress)) for key, data in checks}
+            if name in oracles:
+                upper = train(dataclasses.replace(run, train_on_novel=True), progress=progress,
+                              feature_cache=train_cache).model.eval()
+                row["oracle"] = _percent(evaluate(upper, novel, feature_cache=cache, progress=progress))
+            report[name] = row
+            log(f"seed {seed} {name}: " + " | ".join(f"{key} {value['mIoU']:.1f}" for key, value in row.items()))
+        report["minutes"] = (time.perf_counter() - started) / 60
+        reports.append(report)
+        if on_report is not None:
+            on_report(report)
+    return reports

@@ -55,8 +55,8 @@ def render(log: Path = LOG, page: Path = PAGE) -> str:
                          if fill.get("hole_fill") is not None else "")
             lines.append(
                 f"| {number} | {record.get('benchmark', record['dataset'])} | {record['design']} | {model} | {steps} | "
-                f"{train['seed']} | {_cell(row['fit'])} | {_cell(row['base'])} | **{_cell(row['novel'])}** | "
-                f"{_cell(row['foreign'])} | {_cell(row.get('oracle'))} | {structure} | "
+                f"{train['seed']} | {_cell(row.get('fit'))} | {_cell(row.get('base'))} | **{_cell(row['novel'])}** | "
+                f"{_cell(row.get('foreign'))} | {_cell(row.get('oracle'))} | {structure} | "
                 f"{record['raw_auc_mid']:.3f} / {record['raw_auc_high']:.3f} | {_cell(record['untrained_rule'])} | "
                 f"{_cell(record['colour_rule'])} |")
     table = header + "\n".join(lines) + "\n"
@@ -73,11 +73,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--benchmark", default=None, help="synthetic benchmark name (default: the library's)")
     parser.add_argument("--models", default="prototype,dpcn", help="comma-separated: prototype, prior, dpcn")
-    parser.add_argument("--seed", type=int, default=0, help="training seed")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds (one log line each)")
     parser.add_argument("--fold", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
     parser.add_argument("--episodes", type=int, default=1000, help="novel-class test episodes")
     parser.add_argument("--no-oracle", action="store_true", help="skip the oracle runs (halves the time)")
+    parser.add_argument("--oracle-models", default=None, help="comma-separated: oracles for these models only")
+    parser.add_argument("--novel-only", action="store_true", help="score novel classes only (no fit, base, foreign)")
     parser.add_argument("--design", default="", help="one line saying what this run tries (goes into the log)")
     parser.add_argument("--overrides", default="{}", help="JSON of DPCNConfig fields, e.g. '{\"use_ffm\": false}'")
     parser.add_argument("--render", action="store_true", help="only redraw docs/diagnosis.md from the log")
@@ -90,19 +92,24 @@ def main() -> None:
     from dpcn_lite.config import resolve_config
     from dpcn_lite.diagnosis import diagnose
 
-    options = {"seed": args.seed, "fold": args.fold, "model_overrides": json.loads(args.overrides)}
+    options = {"fold": args.fold, "model_overrides": json.loads(args.overrides)}
     if args.benchmark:
         options["synthetic_benchmark"] = args.benchmark
     if args.epochs:
         options["epochs"] = args.epochs
     cfg = resolve_config("cpu", "synthetic", **options)
     models = tuple(m for m in args.models.split(",") if m)
-    report = diagnose(cfg, models, oracle=not args.no_oracle, episodes=args.episodes)
-    report["design"] = args.design or report.get("benchmark", "")
-    report["models"] = list(models)
+    oracle = False if args.no_oracle else (tuple(args.oracle_models.split(",")) if args.oracle_models else True)
     args.log.parent.mkdir(parents=True, exist_ok=True)
-    with args.log.open("a") as handle:
-        handle.write(json.dumps(_finite(report), allow_nan=False) + "\n")
+
+    def log_report(report: dict) -> None:  # one line per finished seed, so an interrupted call keeps what it made
+        report["design"] = args.design or report.get("benchmark", "")
+        report["models"] = list(models)
+        with args.log.open("a") as handle:
+            handle.write(json.dumps(_finite(report), allow_nan=False) + "\n")
+
+    diagnose(cfg, models, oracle=oracle, seeds=tuple(args.seeds), novel_only=args.novel_only, episodes=args.episodes,
+             on_report=log_report)
     print(render(args.log))
 
 

@@ -60,9 +60,9 @@ def main() -> None:
 
     # The shipped file must rebuild the same model: compare every weight with the trained one.
     rebuilt = build_model_from_checkpoint(load_checkpoint(path))
-    for (name, a), (_, b) in zip(model.state_dict().items(), rebuilt.state_dict().items()):
+    for (key, a), (_, b) in zip(model.state_dict().items(), rebuilt.state_dict().items()):
         if not torch.equal(a, b):
-            raise SystemExit(f"rebuilt model differs from the trained one at {name}")
+            raise SystemExit(f"rebuilt model differs from the trained one at {key}")
 
     record = {
         "name": name,

@@ -75,8 +75,11 @@ def test_fixed_training_episodes_carry_labels_and_the_oracle_trains_on_novel_cla
 def test_diagnose_reports_every_number_for_a_small_run():
     cfg = resolve_config("tiny", synthetic_benchmark="categories", synthetic_images_per_class=3,
                          epochs=1, episodes_per_epoch=4, model_overrides={"train_layer4": False})
-    report = diagnose(cfg, ("prototype",), episodes=12, base_episodes=6, fit_episodes=6, progress=False,
-                      log=lambda line: None)
+    logged = []
+    reports = diagnose(cfg, ("prototype",), seeds=(0, 1), episodes=12, base_episodes=6, fit_episodes=6,
+                       progress=False, log=lambda line: None, on_report=logged.append)
+    assert logged == reports and [r["train"]["seed"] for r in reports] == [0, 1]
+    report = reports[0]
     assert report["benchmark"] == "categories-v2"
     assert 0.0 <= report["raw_auc_mid"] <= 1.0 and 0.0 <= report["raw_auc_high"] <= 1.0
     row = report["prototype"]
@@ -85,3 +88,6 @@ def test_diagnose_reports_every_number_for_a_small_run():
     assert set(row["base"]["per_class"]) <= {str(c) for c in range(6, 21)}
     assert set(row["novel"]["per_class"]) <= {"1", "2", "3", "4", "5"}
     json.dumps(report)
+    quick = diagnose(cfg, ("prototype",), oracle=False, novel_only=True, episodes=12, progress=False,
+                     log=lambda line: None)
+    assert set(quick[0]["prototype"]) == {"novel"}
