@@ -75,14 +75,17 @@ def test_sha256_mismatch_of_a_shipped_checkpoint_is_refused(tmp_path: Path, monk
         ckpt.pretrained_info("nope")
 
 
-def test_the_shipped_checkpoint_loads_verified_and_complete() -> None:
-    info = ckpt.pretrained_info("cpu-synthetic-fold0")
-    path = ckpt.verified_pretrained_path("cpu-synthetic-fold0")
+@pytest.mark.parametrize("name, head", [("cpu-synthetic-fold0", "DPCN"),
+                                        ("cpu-synthetic-fold0-prototype", "PrototypeSegmenter")])
+def test_the_shipped_checkpoints_load_verified_and_complete(name: str, head: str) -> None:
+    info = ckpt.pretrained_info(name)
+    assert info["benchmark"] == "categories-v2" and info["model"] in ("dpcn", "prototype")
+    path = ckpt.verified_pretrained_path(name)
     assert path.stat().st_size < 10 * 2**20  # head only: a few MB
     stored = ckpt.load_checkpoint(path)["model_state"]
     assert not any(k.startswith("backbone.") for k in stored)
-    model = ckpt.load_pretrained("cpu-synthetic-fold0")
-    assert not model.training
+    model = ckpt.load_pretrained(name)
+    assert not model.training and type(model).__name__ == head
     state = model.state_dict()
     for name, tensor in stored.items():
         assert torch.equal(state[name], tensor), name
