@@ -38,6 +38,41 @@ def _finite(value):
     return value
 
 
+def _seed_summary(records: list[dict]) -> str:
+    """Per design: each model's novel mIoU over training seeds, and DPCN minus each baseline paired by seed."""
+    from collections import defaultdict
+
+    import numpy as np
+    from scipy import stats
+
+    novel: dict[tuple[str, str], dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
+    for record in records:
+        design = (record.get("benchmark", record["dataset"]), record["design"])
+        for model in record["models"]:
+            novel[design][model][record["train"]["seed"]] = record[model]["novel"]["mIoU"]
+    lines = []
+    for (benchmark, design), models in novel.items():
+        seeds = sorted({seed for values in models.values() for seed in values})
+        if len(seeds) < 2:
+            continue
+        lines.append(f"\n**{benchmark}, {design}: novel mIoU over training seeds {seeds}**\n")
+        lines.append("| model | per seed | mean ± std | DPCN − model, paired by seed: mean [95 % t-interval] |")
+        lines.append("|---|---|---|---|")
+        for model, values in models.items():
+            per_seed = [values[s] for s in sorted(values)]
+            row = (f"| {model} | {', '.join(f'{v:.1f}' for v in per_seed)} | {np.mean(per_seed):.1f} ± "
+                   f"{np.std(per_seed, ddof=1) if len(per_seed) > 1 else 0:.1f} |")
+            common = sorted(set(values) & set(models.get("dpcn", {})))
+            if model != "dpcn" and len(common) > 1:
+                diffs = np.array([models["dpcn"][s] - values[s] for s in common])
+                half = stats.t.ppf(0.975, len(diffs) - 1) * diffs.std(ddof=1) / np.sqrt(len(diffs))
+                row += f" {diffs.mean():+.1f} [{diffs.mean() - half:+.1f}, {diffs.mean() + half:+.1f}] (n = {len(diffs)}) |"
+            else:
+                row += " |"
+            lines.append(row)
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
 def render(log: Path = LOG, page: Path = PAGE) -> str:
     """The markdown table of every logged diagnosis, newest last; written into ``page`` between the markers."""
     header = ("| # | benchmark | design | model | steps | seed | fit | base | novel | foreign | oracle | hole / body fill "
@@ -59,7 +94,7 @@ def render(log: Path = LOG, page: Path = PAGE) -> str:
                 f"{_cell(row.get('foreign'))} | {_cell(row.get('oracle'))} | {structure} | "
                 f"{record['raw_auc_mid']:.3f} / {record['raw_auc_high']:.3f} | {_cell(record['untrained_rule'])} | "
                 f"{_cell(record['colour_rule'])} |")
-    table = header + "\n".join(lines) + "\n"
+    table = header + "\n".join(lines) + "\n" + _seed_summary(records)
     if page.exists():
         text = page.read_text()
         if BEGIN in text and END in text:
