@@ -9,7 +9,9 @@ For each of the fold's test episodes (1,000 seeded episodes by default, the same
    class as ΣI/ΣU (:class:`dpcn_lite.metrics.FewShotIoU`).
 
 mIoU is the mean class IoU over the fold's novel classes; FB-IoU the mean of foreground and background IoU over all
-episodes. Several seeds give several episode lists, reported as mean ± std. Numbers in ``metrics.json`` are percent,
+episodes. On the synthetic benchmark the source knows each target's hole pixels, and ``hole_fill`` /
+``body_fill`` (:class:`dpcn_lite.metrics.StructureFill`, fractions) say how much of the holes and of the object itself
+a model predicts as foreground. Several seeds give several episode lists, reported as mean ± std. Numbers in ``metrics.json`` are percent,
 like the tables of the paper.
 """
 
