@@ -19,19 +19,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from .errors import DataError, DatasetNotFoundError
+
 IGNORE_INDEX = 255
 
 # Modes that PIL can turn into 8-bit RGB without guessing a value range.
 _CONVERTIBLE_IMAGE_MODES = {"RGB", "RGBA", "RGBX", "L", "LA", "1", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV"}
 _LABEL_MODES = {"P", "L"}
-
-
-class DataError(ValueError):
-    """Input data is present but wrong (corrupt file, bad mask values, size mismatch, too few images...)."""
-
-
-class DatasetNotFoundError(FileNotFoundError):
-    """A dataset folder or file is missing; the message names the command that fetches it."""
 
 
 def prepare_command(dataset: str) -> str:

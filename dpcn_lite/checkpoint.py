@@ -3,9 +3,9 @@
 * **One format.** :func:`training_checkpoint` (what the loop writes every epoch) and :func:`head_only_checkpoint` (what
   ships inside the package) both assemble their dict in :func:`_record`; :func:`build_model_from_checkpoint` reads
   either back. Training and ``scripts/make_checkpoint.py`` use these functions; nothing else builds the dict.
-* **Atomic writes.** :func:`atomic_save` writes to a temporary file in the same folder, flushes it to disk and then
-  renames it over the target with ``os.replace`` (atomic on POSIX and Windows). A crash or a full disk during the write
-  leaves the previous checkpoint untouched, never a half-written one.
+* **Atomic writes.** :func:`atomic_save` writes through ``data_utils.files.atomic_write``: a temporary file in the same
+  folder, flushed to disk, renamed over the target with ``os.replace`` (atomic on POSIX and Windows). A crash or a full
+  disk during the write leaves the previous checkpoint untouched, never a half-written one.
 * **Safe loads.** Every load uses ``torch.load(..., weights_only=True)``: only tensors and plain Python containers are
   accepted, so a checkpoint file cannot run code. That is why everything stored here (RNG states included) is kept as
   tensors, numbers, strings, lists and dicts.
@@ -24,14 +24,13 @@ import hashlib
 import json
 import os
 import random
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import torch
 
+from data_utils.files import atomic_write
 from dpcn_lite.base import FewShotSegmenter
 from dpcn_lite.config import DPCNConfig, TrainConfig
 from dpcn_lite.model import build_model
@@ -43,42 +42,9 @@ RESUME_MUST_MATCH = ("preset", "dataset", "model", "fold", "shots", "seed", "epo
 """TrainConfig fields a resumed run must share with its checkpoint (else the numbers would be meaningless)."""
 
 
-def _default_file_mode() -> int:
-    """The mode a plain ``open(..., "w")`` would give (mkstemp creates 0600 files)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def _atomic_write(path: str | os.PathLike[str], write: Callable[[IO], None], mode: str) -> Path:
-    """Call ``write(file)`` on a temp file in ``path``'s folder, fsync, then ``os.replace`` it onto ``path``.
-
-    A crash or an exception at any point leaves the old file untouched; only the partial temp file is removed.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, mode, **({"encoding": "utf-8"} if "b" not in mode else {})) as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(temp_name, _default_file_mode())
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
     """``torch.save`` to ``path`` atomically (a checkpoint is never left half-written)."""
-    return _atomic_write(path, lambda file: torch.save(obj, file), "wb")
-
-
-def atomic_write_text(text: str, path: str | os.PathLike[str]) -> Path:
-    """Write a text file (JSON, YAML) atomically, like :func:`atomic_save`."""
-    return _atomic_write(path, lambda file: file.write(text), "w")
+    return atomic_write(path, lambda file: torch.save(obj, file), "wb")
 
 
 def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from data_utils.episodes import collate_episodes, move_batch
 from dpcn_lite.base import FewShotSegmenter
-from dpcn_lite.checkpoint import atomic_write_text
+from data_utils.files import atomic_write_text
 from dpcn_lite.metrics import FewShotIoU, StructureFill, episode_counts, mean_and_std, prediction_at_original_size
 from dpcn_lite.viz import display_image
 

@@ -38,7 +38,8 @@ from tqdm.auto import tqdm
 from data_utils.episodes import EpisodeDataset, collate_episodes, move_batch
 from dpcn_lite.backbones import EpisodeFeatures
 from dpcn_lite.base import FewShotSegmenter
-from dpcn_lite.checkpoint import atomic_save, atomic_write_text, load_checkpoint, resume_training, training_checkpoint
+from data_utils.files import atomic_write_text
+from dpcn_lite.checkpoint import atomic_save, load_checkpoint, resume_training, training_checkpoint
 from dpcn_lite.config import TrainConfig
 from dpcn_lite.feature_cache import FeatureCache
 from dpcn_lite.utils import default_device

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import torch
 
+from data_utils.files import atomic_write_text
 from dpcn_lite.checkpoint import (
     PACKAGE_CHECKPOINTS,
     atomic_save,
-    atomic_write_text,
     build_model_from_checkpoint,
     head_only_checkpoint,
     load_checkpoint,
