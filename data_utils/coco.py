@@ -5,16 +5,17 @@ Layout under the data root (``$DPCN_DATA``, default ``./data``)::
     coco/train2014/COCO_train2014_<n>.jpg, coco/val2014/COCO_val2014_<n>.jpg
     coco/annotations/instances_{train,val}2014.json
     coco/labels/{train2014,val2014}/<image stem>.png      written once by ``python -m data_utils.prepare coco``
-    lists/coco/{train,test}.txt, lists/coco/class_index_{train,test}.json
+    lists/coco/{train,test}.txt (+ .count), lists/coco/class_index_{train,test}.json
 
 Label maps: the 80 category ids are mapped to 1..80 in sorted category-id order (the standard order). Instances are
 painted largest first, so where instances overlap the smaller (usually the one in front) wins. Crowd annotations
 (``iscrowd=1``) become 255 (ignore) where no non-crowd instance covers the pixel. Split "train" is train2014, "test" is
-val2014; an image is listed when it has at least one annotation.
+val2014; an image is listed when it has at least one annotation, and every listed image must be on disk.
 """
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -22,11 +23,12 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from .files import TEMP_SUFFIX, remove_orphan_temp_files
 from .folds import COCO_CLASSES, CocoSplit, fold_classes
-from .pascal import cached_class_index
-from .sources import MIN_CLASS_PIXELS, SegmentationSource, Split, check_split, default_data_root
-from .validation import IGNORE_INDEX, DataError, check_label_values, check_pair, read_label, read_rgb_image, \
-    require_path
+from .lists import FileSource, write_id_list
+from .sources import MIN_CLASS_PIXELS, Split, check_split
+from .validation import IGNORE_INDEX, DataError, check_label_values, check_pair, prepare_command, read_label, \
+    read_rgb_image, require_path
 
 COCO_DIR = Path("coco")
 LIST_DIR = Path("lists") / "coco"
@@ -83,31 +85,41 @@ def write_coco_labels(root: str | Path, split: Split, progress: bool = True) -> 
     folder = SPLIT_FOLDERS[check_split(split)]
     ann_file = require_path(root / COCO_DIR / "annotations" / f"instances_{folder}.json", "coco",
                             f"COCO {folder} annotations", root)
-    require_path(root / COCO_DIR / folder, "coco", f"COCO {folder} images", root)
+    image_dir = require_path(root / COCO_DIR / folder, "coco", f"COCO {folder} images", root)
     coco = load_coco_api(ann_file)
     cat_index = category_to_index(coco)
     if len(cat_index) != len(COCO_CLASSES):
         raise DataError(f"{ann_file} has {len(cat_index)} categories, expected {len(COCO_CLASSES)}")
+    infos = listed_images(coco)
+    missing = [info["file_name"] for info in infos if not (image_dir / info["file_name"]).is_file()]
+    if missing:
+        raise DataError(f"{len(missing)} of {len(infos)} COCO {folder} images named in {ann_file.name} are missing "
+                        f"from {image_dir} (first: {missing[:3]}); download and extract them with: "
+                        f"{prepare_command('coco')} --root {root}")
     out_dir = root / COCO_DIR / "labels" / folder
     out_dir.mkdir(parents=True, exist_ok=True)
+    remove_orphan_temp_files(out_dir)
     ids = []
-    for info in tqdm(listed_images(coco), desc=f"COCO {folder} labels", disable=not progress):
+    for info in tqdm(infos, desc=f"COCO {folder} labels", disable=not progress):
         stem = Path(info["file_name"]).stem
         target = out_dir / f"{stem}.png"
-        if not target.is_file():
-            Image.fromarray(coco_label(coco, info, cat_index)).save(target)  # uint8 HxW -> 8-bit grey PNG
+        if not target.is_file():  # renamed into place when complete, so a file that exists is whole
+            temp = out_dir / f".{target.name}{TEMP_SUFFIX}"  # the name remove_orphan_temp_files clears
+            Image.fromarray(coco_label(coco, info, cat_index)).save(temp, format="PNG")  # uint8 HxW -> 8-bit grey
+            os.replace(temp, target)  # no fsync per file: 120,000 label maps; a kill leaves only the temp file
         ids.append(stem)
-    lists = root / LIST_DIR
-    lists.mkdir(parents=True, exist_ok=True)
-    (lists / f"{split}.txt").write_text("\n".join(ids) + "\n")
+    remove_orphan_temp_files(root / LIST_DIR)
+    write_id_list(root / LIST_DIR / f"{split}.txt", ids)
     return ids
 
 
-class CocoSource(SegmentationSource):
+class CocoSource(FileSource):
     """COCO 2014 as a source; ids are file stems such as ``COCO_val2014_000000000042``."""
 
     name = "coco"
     classes = COCO_CLASSES
+    list_dir = LIST_DIR
+    describe = "COCO-20i"
 
     def __init__(
         self,
@@ -115,25 +127,14 @@ class CocoSource(SegmentationSource):
         coco_split: CocoSplit = "interleaved",
         min_pixels: int = MIN_CLASS_PIXELS,
     ) -> None:
-        super().__init__()
+        super().__init__(root, min_pixels)
         if coco_split not in ("interleaved", "consecutive"):
             raise ValueError(f"coco_split must be 'interleaved' or 'consecutive', got {coco_split!r}")
-        self.root = Path(root) if root is not None else default_data_root()
         self.coco_split = coco_split
-        self.min_pixels = int(min_pixels)
-        require_path(self.root / COCO_DIR, "coco", "COCO 2014 folder", self.root)
-        self._ids: dict[str, list[str]] = {}
+        self.require(self.root / COCO_DIR, "COCO 2014 folder")
 
     def fold_classes(self, fold: int, split: Split = "test") -> list[int]:
         return fold_classes("coco", fold, split, self.coco_split)
-
-    def image_ids(self, split: Split) -> list[str]:
-        check_split(split)
-        if split not in self._ids:
-            path = require_path(self.root / LIST_DIR / f"{split}.txt", "coco", f"derived COCO-20i {split} list",
-                                self.root)
-            self._ids[split] = [s for s in path.read_text().split() if s]
-        return self._ids[split]
 
     @staticmethod
     def _folder(image_id: str) -> str:
@@ -149,19 +150,16 @@ class CocoSource(SegmentationSource):
         return self.root / COCO_DIR / "labels" / self._folder(image_id) / f"{image_id}.png"
 
     def load_label(self, image_id: str) -> np.ndarray:
-        path = require_path(self.label_path(image_id), "coco", f"label map of {image_id}", self.root)
+        path = self.require(self.label_path(image_id), f"label map of {image_id}")
         label = read_label(path, self.num_classes)
         check_label_values(label, self.num_classes, str(path))
         return label
 
     def load(self, image_id: str) -> tuple[np.ndarray, np.ndarray]:
-        image = read_rgb_image(self.image_path(image_id))
+        image = read_rgb_image(self.require(self.image_path(image_id), f"image {image_id}"))
         label = self.load_label(image_id)
         check_pair(image, label, source=f"COCO {image_id}")
         return image, label
-
-    def _compute_class_index(self, split: Split) -> dict[int, list[str]]:
-        return cached_class_index(self, self.root / LIST_DIR / f"class_index_{split}.json", split)
 
     def __repr__(self) -> str:
         return f"CocoSource(root={str(self.root)!r}, coco_split={self.coco_split!r})"
