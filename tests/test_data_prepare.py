@@ -1,4 +1,5 @@
-"""The prepare command: resumable verified downloads, extraction, list derivation (no network: fake openers)."""
+"""The prepare command: resumable verified downloads, extraction, list derivation, one-line user errors (no network:
+fake openers here, a real local HTTP server in test_data_download.py)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from data_fixtures import write_pascal_fixture
+from data_fixtures import write_coco_fixture, write_pascal_fixture
 
 from data_utils import prepare
+from data_utils.errors import BadArgumentError, DataError, DatasetNotFoundError, DownloadError
 from data_utils.prepare import REGISTRY, Resource, download, extract, fetch, main
 
 
@@ -33,9 +35,9 @@ class RangeServer:
         self.honour_range = honour_range
         self.requests: list[dict] = []
 
-    def __call__(self, request: urllib.request.Request) -> FakeResponse:
+    def __call__(self, request: urllib.request.Request, timeout: float | None = None) -> FakeResponse:
         headers = dict(request.header_items())
-        self.requests.append(headers)
+        self.requests.append({**headers, "timeout": timeout})
         rng = headers.get("Range")
         if rng and self.honour_range:
             start = int(rng.split("=")[1].rstrip("-"))
@@ -57,6 +59,7 @@ def test_download_resumes_a_partial_file_with_a_range_request(tmp_path):
     path = download(_resource(sha), tmp_path, opener=server, log=lambda m: None)
     assert path.read_bytes() == PAYLOAD
     assert server.requests[0]["Range"] == "bytes=300000-"
+    assert server.requests[0]["timeout"] == prepare.download.__kwdefaults__["timeout_s"] > 0
     # verified files are skipped: no further request
     download(_resource(sha), tmp_path, opener=server, log=lambda m: None)
     assert len(server.requests) == 1
@@ -70,27 +73,42 @@ def test_download_restarts_when_the_server_ignores_range(tmp_path):
 
 
 def test_wrong_digest_deletes_the_file_and_says_so(tmp_path):
-    with pytest.raises(RuntimeError, match="does not match"):
+    with pytest.raises(DownloadError, match="not the registry's 0000.*was deleted: run the command again"):
         download(_resource("0" * 64), tmp_path, opener=RangeServer(PAYLOAD), log=lambda m: None)
+    assert not (tmp_path / "data.bin").exists() and not (tmp_path / "data.bin.verified").exists()
+
+
+def test_wrong_md5_deletes_the_file(tmp_path):
+    resource = Resource("http://example.invalid/data.bin", "data.bin", None, ".", md5="0" * 32)
+    with pytest.raises(DownloadError, match="not the published 0000"):
+        download(resource, tmp_path, opener=RangeServer(PAYLOAD), log=lambda m: None)
     assert not (tmp_path / "data.bin").exists()
 
 
 def test_unknown_digest_is_reported_not_invented(tmp_path):
     messages: list[str] = []
-    download(_resource(None), tmp_path, opener=RangeServer(PAYLOAD), log=messages.append)
-    assert any(hashlib.sha256(PAYLOAD).hexdigest() in m and "no sha256 recorded" in m for m in messages)
+    archive = _tar({"a.txt": "hello"})
+    download(_resource(None), tmp_path, opener=RangeServer(archive), log=messages.append)
+    assert any(hashlib.sha256(archive).hexdigest() in m and "no sha256 recorded" in m for m in messages)
+
+
+def _tar(files: dict[str, str], mode: str = "w") -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode=mode) as tf:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
 
 
 def test_fetch_over_file_url_extracts_selected_members_once(tmp_path, monkeypatch):
     archive_src = tmp_path / "src" / "bench.tgz"
     archive_src.parent.mkdir()
-    with tarfile.open(archive_src, "w:gz") as tf:
-        for name, text in [("benchmark_RELEASE/dataset/train.txt", "a\nb\n"),
-                           ("benchmark_RELEASE/dataset/val.txt", "c\n"), ("benchmark_RELEASE/big.bin", "x" * 100)]:
-            data = text.encode()
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tf.addfile(info, io.BytesIO(data))
+    archive_src.write_bytes(_tar({"benchmark_RELEASE/dataset/train.txt": "a\nb\n",
+                                  "benchmark_RELEASE/dataset/val.txt": "c\n", "benchmark_RELEASE/big.bin": "x" * 100},
+                                 "w:gz"))
     sha = hashlib.sha256(archive_src.read_bytes()).hexdigest()
     members = ("benchmark_RELEASE/dataset/train.txt", "benchmark_RELEASE/dataset/val.txt")
     monkeypatch.setitem(REGISTRY, "pascal", (Resource(archive_src.as_uri(), "bench.tgz", sha, ".", members),))
@@ -108,8 +126,23 @@ def test_extract_reports_missing_members(tmp_path):
     with tarfile.open(archive, "w") as tf:
         info = tarfile.TarInfo("other.txt")
         tf.addfile(info, io.BytesIO(b""))
-    with pytest.raises(RuntimeError, match="lacks the expected members"):
+    with pytest.raises(DownloadError, match=r"lacks the expected members.*delete .*a\.tar"):
         extract(archive, tmp_path / "out", ("wanted.txt",))
+    assert not (tmp_path / "a.tar.extracted").exists()
+
+
+def test_extracting_a_corrupt_zip_names_the_file_to_delete(tmp_path):
+    """A zip whose member data is damaged lists fine but fails its CRC on extraction."""
+    import zipfile
+
+    archive = tmp_path / "masks.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("SegmentationClassAug/a.png", b"A" * 5000)
+    data = bytearray(archive.read_bytes())
+    data[100:110] = b"B" * 10  # inside the stored member's bytes
+    archive.write_bytes(bytes(data))
+    with pytest.raises(DownloadError, match=r"masks\.zip is corrupt .*delete it and run the command again"):
+        extract(archive, tmp_path / "out")
 
 
 def test_registry_has_one_entry_per_file_and_no_invented_digests():
@@ -132,3 +165,53 @@ def test_data_root_comes_from_the_environment(tmp_path, monkeypatch):
     assert prepare.default_data_root() == Path(tmp_path / "elsewhere")
     monkeypatch.delenv("DPCN_DATA")
     assert prepare.default_data_root() == Path("data")
+
+
+def test_cli_prints_one_line_and_exits_2_on_a_user_error(tmp_path, capsys):
+    assert main(["pascal", "--root", str(tmp_path), "--skip-download"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert f"python -m data_utils.prepare pascal --root {tmp_path}" in err
+    with pytest.raises(DatasetNotFoundError):  # --debug shows the traceback
+        main(["pascal", "--root", str(tmp_path), "--skip-download", "--debug"])
+
+
+def test_cli_keeps_the_traceback_of_a_bug(tmp_path, monkeypatch):
+    write_pascal_fixture(tmp_path)
+
+    def broken(*args, **kwargs):
+        raise KeyError("a bug, not a user error")
+
+    monkeypatch.setattr(prepare, "derive", broken)
+    with pytest.raises(KeyError):
+        main(["pascal", "--root", str(tmp_path), "--skip-download"])
+
+
+@pytest.mark.parametrize("make_root", [lambda t: t / "a_file", lambda t: t / "a_file" / "data"], ids=["file", "under"])
+def test_cli_checks_the_root_before_writing_anything(tmp_path, capsys, make_root):
+    (tmp_path / "a_file").write_text("not a folder")
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    assert main(["coco", "--root", str(make_root(tmp_path))]) == 2
+    assert "a_file" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+    with pytest.raises(BadArgumentError):
+        prepare.check_root(make_root(tmp_path), must_exist=False)
+
+
+def test_unknown_dataset_is_a_bad_argument(tmp_path):
+    with pytest.raises(BadArgumentError, match="unknown dataset"):
+        fetch("imagenet", tmp_path)
+
+
+def test_coco_prepare_fails_when_the_images_are_missing(tmp_path, capsys):
+    """Annotations present, image folders empty: the command used to say "ready"."""
+    write_coco_fixture(tmp_path)
+    for jpg in (tmp_path / "coco" / "val2014").glob("*.jpg"):
+        jpg.unlink()
+    assert main(["coco", "--root", str(tmp_path), "--skip-download"]) == 2
+    err = capsys.readouterr().err
+    assert "3 of 3 COCO val2014 images" in err and "COCO_val2014_000000000011.jpg" in err
+    assert f"python -m data_utils.prepare coco --root {tmp_path}" in err
+    assert not (tmp_path / "lists" / "coco" / "test.txt").exists()
+    with pytest.raises(DataError):
+        main(["coco", "--root", str(tmp_path), "--skip-download", "--debug"])
