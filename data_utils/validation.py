@@ -5,7 +5,10 @@ Rules for image files (documented in docs/data.md):
 * 8-bit RGB is used as is. Grayscale (``L``, ``LA``, ``1``), palette (``P``), ``CMYK`` and ``YCbCr`` images are
   converted to RGB (grey values are copied to the three channels).
 * RGBA images: the alpha channel is dropped, the stored colour is kept (no compositing on a background colour).
-* 16-bit or floating-point images (``I;16``, ``I``, ``F``) are rejected: their value range is ambiguous.
+* 16-bit or floating-point images (``I;16``, ``I``, ``F``) are rejected: their value range is ambiguous. This
+  includes 16-bit-per-channel colour PNGs, which Pillow opens as ``RGB`` after silently dropping the low 8 bits
+  (the PNG header's bit depth tells them apart).
+* Images above Pillow's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``) are rejected, not decoded.
 
 Rules for label files: an 8-bit single-channel PNG (palette ``P`` or grey ``L``) holding class indices 0..N and 255.
 RGB colour-coded masks and 16-bit masks are rejected, as are values outside {0..N, 255} and a size that differs from
@@ -14,6 +17,7 @@ the image's.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +30,7 @@ IGNORE_INDEX = 255
 # Modes that PIL can turn into 8-bit RGB without guessing a value range.
 _CONVERTIBLE_IMAGE_MODES = {"RGB", "RGBA", "RGBX", "L", "LA", "1", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV"}
 _LABEL_MODES = {"P", "L"}
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def prepare_command(dataset: str) -> str:
@@ -45,13 +50,30 @@ def require_path(path: str | Path, dataset: str, what: str, root: str | Path) ->
     return path
 
 
+def png_bit_depth(path: Path) -> int | None:
+    """Bits per sample from a PNG's IHDR header (None for other formats); Pillow does not expose it for RGB."""
+    with open(path, "rb") as f:
+        head = f.read(26)
+    if len(head) == 26 and head.startswith(_PNG_SIGNATURE) and head[12:16] == b"IHDR":
+        return head[24]
+    return None
+
+
 def _open(path: Path) -> Image.Image:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"file not found: {path}")
+    if png_bit_depth(path) == 16:
+        raise DataError(f"{path} is a 16-bit PNG (Pillow would drop the low 8 bits of a colour one without a word); "
+                        "only 8-bit images are supported. Convert it to 8 bits first.")
     try:
-        img = Image.open(path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # checked in Image.open, before decoding
+            img = Image.open(path)
         img.load()  # forces decoding: truncated files fail here, not later inside a DataLoader worker
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise DataError(f"{path} has more pixels than Pillow's decompression-bomb limit PIL.Image.MAX_IMAGE_PIXELS = "
+                        f"{Image.MAX_IMAGE_PIXELS} ({err}). If the image is genuine, raise that limit.") from err
     except UnidentifiedImageError as err:
         raise DataError(f"{path} is not a readable image (corrupt or wrong format): {err}") from err
     except (OSError, SyntaxError, ValueError) as err:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -152,3 +154,17 @@ def _uncompressed_rle(mask: np.ndarray) -> dict:
             current, run = value, 1
     counts.append(run)
     return {"counts": counts, "size": list(mask.shape)}
+
+
+def write_png_16bit_rgb(path: Path, pixels: np.ndarray) -> Path:
+    """A 16-bit-per-channel RGB PNG written byte by byte (Pillow cannot write one): signature, IHDR (bit depth 16,
+    colour type 2), one zlib IDAT of filter-0 scanlines of big-endian samples, IEND."""
+    h, w, _ = pixels.shape
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\x00" + pixels[y].astype(">u2").tobytes() for y in range(h))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    return path

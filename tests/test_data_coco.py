@@ -8,7 +8,7 @@ from data_fixtures import COCO_IMAGES, write_coco_fixture
 
 from data_utils.coco import CocoSource, write_coco_labels
 from data_utils.datasets import episodes_for_dataset
-from data_utils.validation import DatasetNotFoundError
+from data_utils.validation import DataError, DatasetNotFoundError
 
 
 @pytest.fixture(scope="module")
@@ -67,3 +67,19 @@ def test_missing_coco_names_the_prepare_command(tmp_path):
         CocoSource(root=tmp_path)
     with pytest.raises(DatasetNotFoundError, match="python -m data_utils.prepare coco"):
         write_coco_labels(tmp_path, "train")
+
+
+def test_coco_labels_need_their_images(tmp_path):
+    write_coco_fixture(tmp_path)
+    (tmp_path / "coco/train2014/COCO_train2014_000000000002.jpg").unlink()
+    with pytest.raises(DataError, match=r"1 of 3 COCO train2014 images .*COCO_train2014_000000000002\.jpg.*"
+                                        r"python -m data_utils\.prepare coco --root"):
+        write_coco_labels(tmp_path, "train", progress=False)
+
+
+def test_a_coco_image_deleted_after_prepare_names_the_command(tmp_path):
+    write_coco_fixture(tmp_path)
+    write_coco_labels(tmp_path, "test", progress=False)
+    (tmp_path / "coco/val2014/COCO_val2014_000000000012.jpg").unlink()
+    with pytest.raises(DatasetNotFoundError, match=f"python -m data_utils.prepare coco --root {tmp_path}"):
+        CocoSource(root=tmp_path).load("COCO_val2014_000000000012")

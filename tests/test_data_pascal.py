@@ -1,10 +1,15 @@
-"""PASCAL-5i on fixture files in the real VOC/SBD layout: list derivation, 2,048-pixel rule, loading, episodes."""
+"""PASCAL-5i on fixture files in the real VOC/SBD layout: list derivation, 2,048-pixel rule, loading, episodes, and
+derived files that notice when they are stale or cut short."""
 
 from __future__ import annotations
 
+import json
+import logging
+import os
+
 import numpy as np
 import pytest
-from data_fixtures import PASCAL_IMAGES, box_label, write_pascal_fixture
+from data_fixtures import PASCAL_IMAGES, box_label, save_palette_png, write_pascal_fixture
 
 from data_utils.datasets import episodes_for_dataset
 from data_utils.episodes import EpisodeDataset
@@ -79,3 +84,45 @@ def test_missing_mask_for_a_listed_image_is_an_error(tmp_path):
     (tmp_path / "VOCdevkit/VOC2012/SegmentationClassAug/2008_000005.png").unlink()
     with pytest.raises(DataError, match="lack a JPEG or a SegmentationClassAug mask"):
         derive_pascal_lists(tmp_path)
+
+
+def test_the_class_index_follows_an_edited_mask(root):
+    """Same threshold, same image count, one mask edited: the stored index must not be reused."""
+    assert PascalSource(root=root).class_index("train")[1] == ["2007_000001", "2008_000005"]
+    mask = root / "VOCdevkit/VOC2012/SegmentationClassAug/2007_000002.png"
+    before = mask.stat()
+    save_palette_png(box_label(80, 100, [(1, 10, 10, 50, 50)]), mask)  # the aeroplane grows past 2,048 pixels
+    os.utime(mask, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000_000))  # even on a coarse clock
+    assert PascalSource(root=root).class_index("train")[1] == ["2007_000001", "2007_000002", "2008_000005"]
+    assert PascalSource(root=root, min_pixels=3000).class_index("train")[1] == []  # the threshold is part of the key
+
+
+def test_a_truncated_class_index_is_rebuilt_with_a_warning(root, caplog):
+    expected = PascalSource(root=root).class_index("test")
+    path = root / "lists/pascal/class_index_test.json"
+    path.write_text(path.read_text()[:40])
+    with caplog.at_level(logging.WARNING, logger="data_utils.lists"):
+        assert PascalSource(root=root).class_index("test") == expected
+    assert "class_index_test.json is unreadable" in caplog.text
+    assert json.loads(path.read_text())["num_images"] == 4  # rewritten whole
+
+
+def test_a_truncated_list_names_the_command_that_rewrites_it(root):
+    lists = root / "lists" / "pascal"
+    assert lists.joinpath("train.count").read_text() == "3\n"
+    text = lists.joinpath("train.txt").read_text()
+    lists.joinpath("train.txt").write_text(text[: text.rindex("2008")])  # the last line lost
+    with pytest.raises(DataError, match=f"holds 2 ids but train.count says 3.*python -m data_utils.prepare pascal "
+                                        f"--root {root} --skip-download"):
+        PascalSource(root=root).image_ids("train")
+    lists.joinpath("train.txt").write_text(text[:-5])  # cut in the middle of the last id: the count alone matches
+    with pytest.raises(DataError, match="truncated"):
+        PascalSource(root=root).image_ids("train")
+    derive_pascal_lists(root)  # the named command's work: the list is whole again
+    assert PascalSource(root=root).image_ids("train") == ["2007_000001", "2007_000002", "2008_000005"]
+
+
+def test_an_image_deleted_after_prepare_names_the_command_that_fetches_it(root):
+    (root / "VOCdevkit/VOC2012/JPEGImages/2008_000005.jpg").unlink()
+    with pytest.raises(DatasetNotFoundError, match=f"python -m data_utils.prepare pascal --root {root}"):
+        PascalSource(root=root).load("2008_000005")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from data_fixtures import save_palette_png, write_pascal_fixture
+import PIL.Image
+from data_fixtures import save_palette_png, write_pascal_fixture, write_png_16bit_rgb
 from PIL import Image
 
 from data_utils.episodes import EpisodeDataset
@@ -61,6 +62,30 @@ def test_16_bit_image_and_mask_are_rejected(tmp_path):
     with pytest.raises(DataError, match="16-bit"):
         read_rgb_image(path)
     with pytest.raises(DataError, match="16-bit"):
+        read_label(path, 20)
+
+
+def test_16_bit_colour_png_is_rejected_although_pillow_calls_it_rgb(tmp_path):
+    """Pillow opens a 16-bit-per-channel RGB PNG as mode "RGB" and keeps only the high byte of each sample."""
+    pixels = np.zeros((6, 5, 3), np.uint16)
+    pixels[..., 0], pixels[..., 1], pixels[..., 2] = 0x1234, 0xABCD, 0x00FF
+    path = write_png_16bit_rgb(tmp_path / "deep_rgb.png", pixels)
+    with Image.open(path) as img:
+        img.load()
+        assert img.mode == "RGB" and img.getpixel((0, 0)) == (0x12, 0xAB, 0x00)  # silently reduced to 8 bits
+    with pytest.raises(DataError, match="16-bit PNG"):
+        read_rgb_image(path)
+    Image.fromarray((pixels >> 8).astype(np.uint8)).save(tmp_path / "ok.png")  # the 8-bit one still reads
+    assert read_rgb_image(tmp_path / "ok.png")[0, 0].tolist() == [0x12, 0xAB, 0x00]
+
+
+@pytest.mark.parametrize("limit", [300, 1000], ids=["error (over twice the limit)", "warning (over the limit)"])
+def test_decompression_bomb_is_a_data_error(tmp_path, monkeypatch, limit):
+    path = _jpeg(tmp_path / "big.png", 32, 40)  # 1,280 pixels
+    monkeypatch.setattr(PIL.Image, "MAX_IMAGE_PIXELS", limit)
+    with pytest.raises(DataError, match=f"decompression-bomb limit PIL.Image.MAX_IMAGE_PIXELS = {limit}"):
+        read_rgb_image(path)
+    with pytest.raises(DataError, match="decompression-bomb"):
         read_label(path, 20)
 
 
