@@ -32,14 +32,15 @@ import torch
 
 from data_utils.files import atomic_write
 from dpcn_lite.base import FewShotSegmenter
-from dpcn_lite.config import DPCNConfig, TrainConfig
+from dpcn_lite.config import MODEL_NAMES, DPCNConfig, TrainConfig
+from dpcn_lite.errors import CheckpointError, ResumeMismatchError, UserError
 from dpcn_lite.model import build_model
 
 PACKAGE_CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
 CHECKPOINT_FORMAT = "dpcn-lite-checkpoint-1"
-RESUME_MUST_MATCH = ("preset", "dataset", "model", "fold", "shots", "seed", "epochs", "episodes_per_epoch", "batch_size",
-                     "base_lr", "lr_scale", "optimizer", "model_overrides")
-"""TrainConfig fields a resumed run must share with its checkpoint (else the numbers would be meaningless)."""
+RESUME_MAY_DIFFER = ("num_workers", "eval_batch_size")
+"""The only TrainConfig fields a resumed run may change: they change speed, not a single number of the result. Every
+other field (and every field added later) must match the checkpoint's, and so must the resolved model config."""
 
 
 def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
@@ -48,17 +49,21 @@ def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
 
 
 def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint with ``weights_only=True`` (no code can run), with a clear error for missing/corrupt files."""
+    """Load a checkpoint with ``weights_only=True`` (no code can run); ``CheckpointError`` for missing/corrupt files."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"No checkpoint at {path}. Train first (python -m dpcn_lite train ...) or fix the path.")
+        raise CheckpointError(f"No checkpoint at {path}. Train first (python -m dpcn_lite train ...) or fix the path.")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises several types for truncated/corrupt/unsafe files
-        raise RuntimeError(
-            f"Could not load checkpoint {path} safely (weights_only=True): {error}. The file may be corrupt or "
-            "written by other code; re-create it with dpcn_lite's training command."
-        ) from error
+        # torch's own message suggests weights_only=False, i.e. running whatever code the file holds: never pass it on.
+        raise CheckpointError(
+            f"Could not load checkpoint {path} safely with weights_only=True ({type(error).__name__}): the file is "
+            "corrupt or truncated, or was written by other code. Re-create it with dpcn-lite's train command."
+        ) from None
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f"{path} holds a {type(checkpoint).__name__}, not a dpcn-lite checkpoint dict.")
+    return checkpoint
 
 
 # --- random generator state ------------------------------------------------------------------------------------------
@@ -121,25 +126,31 @@ def available_pretrained() -> list[str]:
 
 
 def pretrained_info(name: str) -> dict[str, Any]:
-    """The JSON record beside a shipped checkpoint: file name, sha256, how it was trained, its metrics."""
-    record = PACKAGE_CHECKPOINTS / f"{name}.json"
-    if not record.is_file():
-        raise ValueError(f"No shipped checkpoint named {name!r}; available: {available_pretrained()}.")
-    return json.loads(record.read_text())
+    """The JSON record beside a shipped checkpoint: file name, sha256, how it was trained, its metrics.
+
+    Only registered names are accepted (never a path): ``--pretrained ../elsewhere`` is refused."""
+    if name not in available_pretrained():
+        raise CheckpointError(f"No shipped checkpoint named {name!r}; available: {available_pretrained()}. "
+                              "To load your own run, use --checkpoint PATH or --run-dir FOLDER.")
+    return json.loads((PACKAGE_CHECKPOINTS / f"{name}.json").read_text())
 
 
 def verified_pretrained_path(name: str) -> Path:
     """Path of a shipped checkpoint after checking its sha256 against the recorded one."""
     info = pretrained_info(name)
-    path = PACKAGE_CHECKPOINTS / info["file"]
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"The checkpoint file {info['file']} of {name!r} is missing; re-create it with scripts/make_checkpoint.py."
+    file, recorded = info.get("file"), info.get("sha256")
+    if not isinstance(file, str) or not isinstance(recorded, str) or len(recorded) != 64:
+        raise CheckpointError(f"The record of {name!r} ({name}.json) has no valid file name or sha256, so its "
+                              "checkpoint cannot be verified and is refused; re-create it with scripts/make_checkpoint.py.")
+    path = PACKAGE_CHECKPOINTS / file
+    if path.parent != PACKAGE_CHECKPOINTS or not path.is_file():
+        raise CheckpointError(
+            f"The checkpoint file {file} of {name!r} is missing; re-create it with scripts/make_checkpoint.py."
         )
     actual = sha256_of(path)
-    if actual != info["sha256"]:
-        raise RuntimeError(
-            f"sha256 mismatch for {path.name}: recorded {info['sha256']}, found {actual}. The file is corrupt or was "
+    if actual != recorded:
+        raise CheckpointError(
+            f"sha256 mismatch for {path.name}: recorded {recorded}, found {actual}. The file is corrupt or was "
             "replaced (a Git LFS pointer?); re-create it with scripts/make_checkpoint.py."
         )
     return path
@@ -179,20 +190,30 @@ def head_only_checkpoint(checkpoint: dict[str, Any], model: FewShotSegmenter) ->
                    {k: checkpoint[k] for k in ("epoch", "iteration", "history")}, head_only=True)
 
 
+def resume_differences(state: dict[str, Any], cfg: TrainConfig) -> dict[str, tuple[Any, Any]]:
+    """``{setting: (checkpoint's value, current value)}`` for every setting that differs and may change the result."""
+    saved, now = dict(state.get("train_config", {})), cfg.to_dict()
+    differences = {k: (saved.get(k), now.get(k)) for k in sorted(set(saved) | set(now))
+                   if k not in RESUME_MAY_DIFFER and saved.get(k) != now.get(k)}
+    saved_model, now_model = state.get("model_config", {}), cfg.model_config().to_dict()
+    differences.update({f"model.{k}": (saved_model.get(k), now_model.get(k)) for k in sorted(now_model)
+                        if saved_model.get(k) != now_model.get(k) and k not in cfg.model_overrides})
+    return differences
+
+
 def resume_training(state: dict[str, Any], cfg: TrainConfig, model: FewShotSegmenter,
                     optimizer: torch.optim.Optimizer, scheduler: Any,
                     scaler: torch.amp.GradScaler) -> tuple[int, int, list[dict]]:
     """Load a training checkpoint into the run's objects; returns ``(epoch, iteration, history)`` to continue from.
 
-    Refuses a checkpoint trained with different settings (``RESUME_MUST_MATCH``).
+    Refuses (``ResumeMismatchError``, listing each difference) a checkpoint trained with any other setting than the
+    harmless ``RESUME_MAY_DIFFER``: a resumed run must be the run it continues.
     """
-    saved = state.get("train_config", {})
-    different = [k for k in RESUME_MUST_MATCH if saved.get(k) != cfg.to_dict().get(k)]
+    different = resume_differences(state, cfg)
     if different:
-        raise ValueError(
-            f"Cannot resume: the checkpoint was trained with different {different} "
-            f"({ {k: saved.get(k) for k in different} }). Use a new --run-dir, or the same settings."
-        )
+        listed = "; ".join(f"{k}: {old!r} in the checkpoint, {new!r} now" for k, (old, new) in different.items())
+        raise ResumeMismatchError(f"Cannot resume with other settings than the run used ({listed}). Resume with the "
+                                  "run's settings (its config.json lists them), or start a new --run-dir.")
     model.load_state_dict(state["model_state"])
     optimizer.load_state_dict(state["optimizer_state"])
     scheduler.load_state_dict(state["scheduler_state"])
@@ -204,29 +225,54 @@ def resume_training(state: dict[str, Any], cfg: TrainConfig, model: FewShotSegme
 # --- models back from checkpoints ------------------------------------------------------------------------------------
 
 
+def _check_shapes(model: FewShotSegmenter, stored: dict[str, Any], head_only: bool) -> None:
+    """Every stored tensor must fit the model, and every weight must be stored (a head-only file may omit the
+    frozen backbone): checked before anything is loaded, so the error names the first mismatches."""
+    if not isinstance(stored, dict) or not all(isinstance(v, torch.Tensor) for v in stored.values()):
+        raise CheckpointError("The checkpoint's model_state is not a dict of tensors.")
+    expected = model.state_dict()
+    unexpected = [k for k in stored if k not in expected]
+    missing = [k for k in expected if k not in stored and not (head_only and k.startswith("backbone."))]
+    wrong = [f"{k} {tuple(stored[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
+             if k in stored and stored[k].shape != v.shape]
+    if unexpected or missing or wrong:
+        raise CheckpointError(f"The checkpoint does not fit the model its record describes: missing {missing[:3]}, "
+                              f"unexpected {unexpected[:3]}, wrong shapes {wrong[:3]}.")
+
+
 def build_model_from_checkpoint(checkpoint: dict[str, Any]) -> FewShotSegmenter:
     """Rebuild the model a checkpoint was trained as and load its weights.
 
+    The record is checked before anything is built (format, model name, bounded config values: a record asking for
+    ``channels=200000`` is refused, not allocated), and the weights' names and shapes before they are loaded.
     Checkpoints that store only the trainable head (:func:`head_only_checkpoint`) get their frozen pretrained backbone
-    from the installed package; any other missing weight is an error.
+    from the installed package.
     """
     if checkpoint.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"Not a dpcn-lite checkpoint (format={checkpoint.get('format')!r}, expected {CHECKPOINT_FORMAT!r}).")
-    config = DPCNConfig.from_dict(checkpoint["model_config"])
+        raise CheckpointError(f"Not a dpcn-lite checkpoint (format={checkpoint.get('format')!r}, "
+                              f"expected {CHECKPOINT_FORMAT!r}).")
+    if checkpoint.get("model_name") not in MODEL_NAMES:
+        raise CheckpointError(f"The checkpoint's model {checkpoint.get('model_name')!r} is not one of {list(MODEL_NAMES)}.")
+    try:
+        config = DPCNConfig.from_dict(dict(checkpoint.get("model_config") or {}))
+    except (UserError, TypeError, ValueError) as error:
+        raise CheckpointError(f"The checkpoint's model config is refused: {error}") from None
     model = build_model(checkpoint["model_name"], config)
-    missing, unexpected = model.load_state_dict(checkpoint["model_state"], strict=False)
-    head_only = checkpoint.get("head_only", False)
-    bad_missing = [k for k in missing if not (head_only and k.startswith("backbone."))]
-    if bad_missing or unexpected:
-        raise RuntimeError(f"Checkpoint does not fit the model: missing {bad_missing[:5]}, unexpected {unexpected[:5]}.")
+    head_only = checkpoint.get("head_only", False) is True
+    _check_shapes(model, checkpoint.get("model_state"), head_only)
+    model.load_state_dict(checkpoint["model_state"], strict=False)
     return model.eval()
 
 
 def load_trained_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[FewShotSegmenter, TrainConfig]:
     """A model and its training settings from a checkpoint file (loaded with ``weights_only=True``)."""
     checkpoint = load_checkpoint(path, map_location=device)
+    try:
+        train_config = TrainConfig.from_dict(dict(checkpoint.get("train_config") or {}))
+    except (UserError, TypeError, ValueError) as error:
+        raise CheckpointError(f"The training record of {path} is refused: {error}") from None
     model = build_model_from_checkpoint(checkpoint).to(device)
-    return model, TrainConfig.from_dict(checkpoint["train_config"])
+    return model, train_config
 
 
 def load_pretrained(name: str = "cpu-synthetic-fold0", device: str | torch.device = "cpu") -> FewShotSegmenter:

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from data_utils.datasets import DATASETS
+from data_utils.errors import BadArgumentError
+from dpcn_lite.checks import check_choice, check_int, check_number
 from data_utils.synthetic.benchmarks import BENCHMARKS, DEFAULT_BENCHMARK
 from data_utils.validation import IGNORE_INDEX
 
@@ -34,16 +36,10 @@ MODEL_NAMES = ("dpcn", "prototype", "prior")
 OPTIMIZERS = ("sgd", "adamw")
 
 
-def check_choice(name: str, value: Any, valid: tuple) -> None:
-    """Raise ``ValueError`` naming the setting and its valid values (the one check of every named choice)."""
-    if value not in valid:
-        raise ValueError(f"{name}={value!r} is not valid; choose one of {list(valid)}.")
-
-
 def check_dcm_kernels(name: str, kernels: tuple[str, ...]) -> None:
     """DCM kernel names must be distinct names from ``DCM_KERNELS`` (used by the config and by the module)."""
     if any(k not in DCM_KERNELS for k in kernels) or len(set(kernels)) != len(kernels):
-        raise ValueError(f"{name}={tuple(kernels)!r}: use a subset of distinct names from {list(DCM_KERNELS)} "
+        raise BadArgumentError(f"{name}={tuple(kernels)!r}: use a subset of distinct names from {list(DCM_KERNELS)} "
                          "(v = S x 1, h = 1 x S, s = S x S).")
 
 
@@ -113,40 +109,54 @@ class DPCNConfig:
     """Per-pixel L2 normalisation and min-max normalisation eps (PFENet code)."""
 
     def __post_init__(self) -> None:
-        self.sam_windows = tuple(tuple(int(v) for v in w) for w in self.sam_windows)  # type: ignore[assignment]
-        self.dcm_kernels = tuple(self.dcm_kernels)
-        self.aspp_dilations = tuple(int(d) for d in self.aspp_dilations)
+        try:
+            self.sam_windows = tuple(tuple(w) for w in self.sam_windows)  # type: ignore[assignment]
+            self.dcm_kernels = tuple(self.dcm_kernels)
+            self.aspp_dilations = tuple(self.aspp_dilations)
+        except TypeError as error:
+            raise BadArgumentError(f"DPCNConfig: sam_windows, dcm_kernels and aspp_dilations must be lists ({error}).")
         self.validate()
 
     def validate(self) -> None:
-        """Raise ``ValueError`` naming the bad field and the valid values."""
-        check_choice("DPCNConfig.backbone", self.backbone, BACKBONES)
-        check_choice("DPCNConfig.kshot_fusion", self.kshot_fusion, KSHOT_FUSIONS)
-        check_choice("DPCNConfig.square_prototypes", self.square_prototypes, SQUARE_PROTOTYPE_SOURCES)
-        check_choice("DPCNConfig.sam_method", self.sam_method, SAM_METHODS)
-        check_choice("DPCNConfig.empty_support_fallback", self.empty_support_fallback, EMPTY_SUPPORT_FALLBACKS)
+        """Raise ``BadArgumentError`` (a ``ValueError``) naming the bad field and the valid values.
+
+        Sizes have upper bounds far above any preset (C <= 4096, S <= 15, 2048 px, ...), so that a config read from a
+        foreign checkpoint is refused before the model is built, not after it has allocated gigabytes."""
+        for name, valid in (("backbone", BACKBONES), ("kshot_fusion", KSHOT_FUSIONS),
+                            ("square_prototypes", SQUARE_PROTOTYPE_SOURCES), ("sam_method", SAM_METHODS),
+                            ("empty_support_fallback", EMPTY_SUPPORT_FALLBACKS)):
+            check_choice(f"DPCNConfig.{name}", getattr(self, name), valid)
+        for name in ("pretrained", "train_layer4", "use_sam", "use_ffm", "use_dcm"):
+            if not isinstance(getattr(self, name), bool):
+                raise BadArgumentError(f"DPCNConfig.{name}={getattr(self, name)!r} must be true or false.")
         check_dcm_kernels("DPCNConfig.dcm_kernels", self.dcm_kernels)
         if self.use_dcm and not self.dcm_kernels:
-            raise ValueError("DPCNConfig.dcm_kernels is empty while use_dcm=True; set use_dcm=False to drop DCM.")
-        if self.kernel_size < 1 or self.kernel_size % 2 == 0:
-            raise ValueError(f"DPCNConfig.kernel_size={self.kernel_size} must be a positive odd number (paper: 5).")
+            raise BadArgumentError("DPCNConfig.dcm_kernels is empty while use_dcm=True; set use_dcm=False to drop DCM.")
+        for name, high in (("kernel_size", 15), ("ffm_kernel_size", 15)):
+            if check_int(f"DPCNConfig.{name}", getattr(self, name), 1, high) % 2 == 0:
+                raise BadArgumentError(f"DPCNConfig.{name}={getattr(self, name)} must be a positive odd number "
+                                       "(paper: 5 for kernel_size).")
         if self.use_sam and not self.sam_windows:
-            raise ValueError("DPCNConfig.sam_windows is empty while use_sam=True; set use_sam=False to drop SAM.")
+            raise BadArgumentError("DPCNConfig.sam_windows is empty while use_sam=True; set use_sam=False to drop SAM.")
+        if len(self.sam_windows) > 8:
+            raise BadArgumentError(f"DPCNConfig.sam_windows has {len(self.sam_windows)} windows; at most 8.")
         for w in self.sam_windows:
-            if len(w) != 2 or min(w) < 1 or w[0] % 2 == 0 or w[1] % 2 == 0:
-                raise ValueError(f"DPCNConfig.sam_windows: {w!r} must be (height, width) with odd positive sizes.")
-        if self.channels < 1:
-            raise ValueError(f"DPCNConfig.channels={self.channels} must be positive.")
-        if self.ffm_kernel_size < 1 or self.ffm_kernel_size % 2 == 0:
-            raise ValueError(f"DPCNConfig.ffm_kernel_size={self.ffm_kernel_size} must be a positive odd number.")
-        if not self.aspp_dilations or min(self.aspp_dilations) < 1:
-            raise ValueError(f"DPCNConfig.aspp_dilations={self.aspp_dilations!r} must be positive integers.")
-        if not 0.0 <= self.foreground_threshold < 1.0:
-            raise ValueError(f"DPCNConfig.foreground_threshold={self.foreground_threshold} must be in [0, 1).")
-        if self.reverse_loss_weight < 0:
-            raise ValueError(f"DPCNConfig.reverse_loss_weight={self.reverse_loss_weight} must be >= 0.")
-        if self.image_size < 8:
-            raise ValueError(f"DPCNConfig.image_size={self.image_size} must be at least 8 (output stride 8).")
+            if len(w) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 15 or v % 2 == 0
+                                  for v in w):
+                raise BadArgumentError(f"DPCNConfig.sam_windows: {w!r} must be (height, width) with odd sizes 1-15.")
+        check_int("DPCNConfig.channels", self.channels, 1, 4096)
+        check_int("DPCNConfig.image_size", self.image_size, 8, 2048)
+        if not self.aspp_dilations or len(self.aspp_dilations) > 8:
+            raise BadArgumentError(f"DPCNConfig.aspp_dilations={self.aspp_dilations!r}: give 1 to 8 rates.")
+        for rate in self.aspp_dilations:
+            check_int("DPCNConfig.aspp_dilations[...]", rate, 1, 64)
+        for name in ("reduction_dropout", "classifier_dropout"):
+            check_number(f"DPCNConfig.{name}", getattr(self, name), 0.0, 0.99)
+        check_number("DPCNConfig.foreground_threshold", self.foreground_threshold, 0.0, 0.999)
+        check_number("DPCNConfig.reverse_loss_weight", self.reverse_loss_weight, 0.0, 100.0)
+        check_number("DPCNConfig.map_eps", self.map_eps, 0.0, 1.0, low_open=True)
+        check_number("DPCNConfig.cosine_eps", self.cosine_eps, 0.0, 1.0, low_open=True)
+        check_int("DPCNConfig.ignore_index", self.ignore_index, 0, 255)
 
     @property
     def num_sam_maps(self) -> int:
@@ -196,7 +206,7 @@ def _check_fields(values: dict[str, Any]) -> None:
     valid = [f.name for f in dataclasses.fields(DPCNConfig)]
     unknown = sorted(set(values) - set(valid))
     if unknown:
-        raise ValueError(f"Unknown DPCNConfig field(s) {unknown}; valid fields are {valid}.")
+        raise BadArgumentError(f"Unknown DPCNConfig field(s) {unknown}; valid fields are {valid}.")
 
 
 def get_preset(name: str, **overrides: Any) -> DPCNConfig:
@@ -206,7 +216,7 @@ def get_preset(name: str, **overrides: Any) -> DPCNConfig:
     False
     """
     if name not in PRESETS:
-        raise ValueError(f"Unknown preset {name!r}; valid presets are {sorted(PRESETS)}.")
+        raise BadArgumentError(f"Unknown preset {name!r}; valid presets are {sorted(PRESETS)}.")
     _check_fields(overrides)
     return DPCNConfig(**{**PRESETS[name], **overrides})
 
@@ -267,21 +277,50 @@ class TrainConfig:
     """DPCNConfig fields changed from the preset (e.g. ``{"use_sam": False}`` for an ablation)."""
 
     def __post_init__(self) -> None:
-        self.eval_seeds = tuple(int(s) for s in self.eval_seeds)
+        self.validate()
+
+    def validate(self) -> None:
+        """Check every setting before any work or file is written; ``BadArgumentError`` (a ``ValueError``) names it.
+
+        Learning rates must be finite and positive (``--lr nan`` would train to NaN weights), seeds must be what NumPy
+        accepts (0 to 2**32 - 1), and sizes have generous upper bounds (a record from a foreign checkpoint is refused
+        here, not after allocating memory)."""
+        if isinstance(self.eval_seeds, (str, bytes)) or not isinstance(self.eval_seeds, (list, tuple)) \
+                or not 1 <= len(self.eval_seeds) <= 100:
+            raise BadArgumentError(f"eval_seeds={self.eval_seeds!r} must be a list of 1 to 100 seeds.")
+        self.eval_seeds = tuple(check_int("eval seed", s, 0, 2**32 - 1) for s in self.eval_seeds)
+        check_choice("TrainConfig.preset", self.preset, tuple(PRESETS))
         check_choice("TrainConfig.model", self.model, MODEL_NAMES)
         check_choice("TrainConfig.dataset", self.dataset, DATASETS)
         check_choice("TrainConfig.synthetic_benchmark", self.synthetic_benchmark, tuple(BENCHMARKS))
-        if self.shots < 1:
-            raise ValueError(f"shots={self.shots}: an episode needs at least one support image (k >= 1).")
-        for name in ("epochs", "batch_size", "eval_episodes", "eval_batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)} must be at least 1.")
-        if self.episodes_per_epoch is not None and self.episodes_per_epoch < self.batch_size:
-            raise ValueError(f"episodes_per_epoch={self.episodes_per_epoch} is smaller than one batch ({self.batch_size}).")
-        if self.base_lr <= 0 or self.lr_scale <= 0:
-            raise ValueError("base_lr and lr_scale must be positive.")
         check_choice("TrainConfig.optimizer", self.optimizer, OPTIMIZERS)
         check_choice("TrainConfig.cache_dtype", self.cache_dtype, ("float16", "float32"))
+        if isinstance(self.shots, int) and not isinstance(self.shots, bool) and self.shots < 1:
+            raise BadArgumentError(f"shots={self.shots}: an episode needs at least one support image (k >= 1).")
+        for name, low, high in (("shots", 1, 100), ("fold", 0, 3), ("seed", 0, 2**32 - 1), ("epochs", 1, 100_000),
+                                ("batch_size", 1, 4096), ("eval_episodes", 1, 1_000_000), ("eval_batch_size", 1, 4096),
+                                ("num_workers", 0, 256)):
+            check_int(name, getattr(self, name), low, high)
+        if self.episodes_per_epoch is not None:
+            check_int("episodes_per_epoch", self.episodes_per_epoch, 1, 100_000_000)
+            if self.episodes_per_epoch < self.batch_size:
+                raise BadArgumentError(f"episodes_per_epoch={self.episodes_per_epoch} is smaller than one batch "
+                                       f"({self.batch_size}).")
+        if self.synthetic_images_per_class is not None:
+            check_int("synthetic_images_per_class", self.synthetic_images_per_class, 1, 100_000)
+        check_number("base_lr (--lr)", self.base_lr, 0.0, 100.0, low_open=True)
+        check_number("lr_scale", self.lr_scale, 0.0, 1000.0, low_open=True)
+        check_number("momentum", self.momentum, 0.0, 0.999)
+        check_number("weight_decay", self.weight_decay, 0.0, 1.0)
+        check_number("poly_power", self.poly_power, 0.0, 10.0, low_open=True)
+        for name in ("amp", "feature_cache", "augment", "train_on_novel"):
+            if not isinstance(getattr(self, name), bool):
+                raise BadArgumentError(f"{name}={getattr(self, name)!r} must be true or false.")
+        if self.data_root is not None and not isinstance(self.data_root, str):
+            self.data_root = str(self.data_root)
+        if not isinstance(self.model_overrides, dict):
+            raise BadArgumentError(f"model_overrides={self.model_overrides!r} must be a dict of DPCNConfig fields.")
+        self.model_config()  # the model settings are checked now too, before anything is built
 
     @property
     def learning_rate(self) -> float:
@@ -309,7 +348,7 @@ class TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"Unknown TrainConfig field(s) {unknown}; valid fields are {sorted(known)}.")
+            raise BadArgumentError(f"Unknown TrainConfig field(s) {unknown}; valid fields are {sorted(known)}.")
         # Records written before the benchmark had versions were all made on the first one.
         return cls(**{"synthetic_benchmark": "shapes", **values})
 
@@ -343,6 +382,6 @@ def resolve_config(preset: str = "cpu", dataset: str = "synthetic", **overrides:
     """Preset defaults for ``(preset, dataset)`` with ``overrides`` on top: ``resolve_config("cpu", epochs=2)``."""
     defaults = TRAINING_PRESETS.get((preset, dataset), TRAINING_PRESETS.get((preset, "synthetic")))
     if defaults is None:
-        raise ValueError(f"No training settings for preset={preset!r}; presets: {list(TRAINING_PRESET_NAMES)}.")
+        raise BadArgumentError(f"No training settings for preset={preset!r}; presets: {list(TRAINING_PRESET_NAMES)}.")
     overrides = {k: v for k, v in overrides.items() if v is not None or k == "episodes_per_epoch"}
     return TrainConfig(preset=preset, dataset=dataset, **{**defaults, **overrides})

@@ -38,13 +38,17 @@ from dpcn_lite.viz.training import plot_predictions, plot_training_curves
 # ======================================================================================================================
 
 
+SYNTHETIC_RENDER_SEED = 0
+"""The synthetic benchmark's rendering seed: one fixed picture per image id, on every machine."""
+
+
 def make_source(cfg: TrainConfig) -> SegmentationSource:
     """The dataset source; the synthetic benchmark is rendered at the preset's image size and kept in memory."""
     if cfg.dataset == "synthetic":
         # Rendering an image costs milliseconds; the whole pool at 160 px is under 100 MB, so keep it all.
         options = {} if cfg.synthetic_images_per_class is None else {"images_per_class": cfg.synthetic_images_per_class}
         return get_source("synthetic", image_size=cfg.model_config().image_size, cache_size=4096,
-                          benchmark=cfg.synthetic_benchmark, **options)
+                          benchmark=cfg.synthetic_benchmark, seed=SYNTHETIC_RENDER_SEED, **options)
     return get_source(cfg.dataset, root=cfg.data_root)
 
 
@@ -53,7 +57,8 @@ def source_key(cfg: TrainConfig) -> str:
     if cfg.dataset == "synthetic":
         benchmark = get_benchmark(cfg.synthetic_benchmark).tag
         size = cfg.synthetic_images_per_class or "default"
-        return f"synthetic:{benchmark}:{cfg.model_config().image_size}px:{size} images per class"
+        return (f"synthetic:{benchmark}:{cfg.model_config().image_size}px:{size} images per class:"
+                f"rendering seed {SYNTHETIC_RENDER_SEED}")
     return f"{cfg.dataset}:{cfg.data_root or 'default root'}:{cfg.model_config().image_size}px"
 
 
@@ -110,7 +115,7 @@ def train(
     cache = None
     if use_cache:
         key = source_key(cfg)
-        cache = feature_cache.check_key(key) if feature_cache is not None else \
+        cache = feature_cache.check_key(key, model, getattr(torch, cfg.cache_dtype)) if feature_cache is not None else \
             FeatureCache(model, dtype=getattr(torch, cfg.cache_dtype), key=key)
     return fit(cfg, model, train_set, ctx, run_dir, resume=resume, progress=progress, on_epoch_end=on_epoch_end,
                feature_cache=cache)
@@ -154,7 +159,7 @@ def run_experiment(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = Fals
     if test_cache is None and cfg.feature_cache and not model.backbone.has_trainable_parameters:
         test_cache = FeatureCache(model, dtype=torch.float32, key=source_key(cfg))
     elif test_cache is not None:
-        test_cache.check_key(source_key(cfg))
+        test_cache.check_key(source_key(cfg), model, torch.float32)
     metrics = evaluate_on_test(model, cfg, source=source, device=eval_device, progress=progress, amp=cfg.amp,
                                num_workers=cfg.num_workers, feature_cache=test_cache)
     names = class_names(cfg.dataset)

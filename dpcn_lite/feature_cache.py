@@ -28,9 +28,14 @@ class FeatureCache:
     >>> cache = FeatureCache(model, key="synthetic:categories-v2:160px:seed0")
     >>> loss = model.loss(batch, features=cache.episode_features(batch))
 
-    Image ids repeat across datasets, benchmark versions, image sizes and seeds ("train-00005" is another picture in
-    each), so a cache carries the ``key`` of the images it holds, and code that shares one cache between runs checks it
-    with :meth:`check_key` (``dpcn_lite.experiment.source_key`` makes one).
+    Image ids repeat across datasets, benchmark versions, image sizes and rendering seeds ("train-00005" is another
+    picture in each), so a cache never trusts an id alone:
+
+    * each stored image keeps a fingerprint of its pixels (shape and two sums); an id that comes back with other
+      pixels is refused with a clear error instead of being served stale features;
+    * the cache carries the ``key`` of the images it holds, plus the backbone and storage type that made its features
+      (:attr:`identity`); code that shares one cache between runs checks both with :meth:`check_key`
+      (``dpcn_lite.experiment.source_key`` makes the key).
     """
 
     def __init__(self, model: FewShotSegmenter, dtype: torch.dtype = torch.float16, key: str = "") -> None:
@@ -44,19 +49,50 @@ class FeatureCache:
         self.key = key
         self._mid: dict[str, torch.Tensor] = {}
         self._high: dict[str, torch.Tensor] = {}
+        self._fingerprints: dict[str, tuple] = {}
         self.hits = 0
         self.misses = 0
 
-    def check_key(self, key: str) -> "FeatureCache":
-        """Raise unless this cache holds features of the images ``key`` names; returns the cache.
+    @staticmethod
+    def features_identity(model: FewShotSegmenter, dtype: torch.dtype) -> str:
+        """What makes a feature besides the image: the backbone, its weights' origin, and the storage type."""
+        config = model.config
+        return f"{config.backbone}{' (pretrained)' if config.pretrained else ' (random init)'} as {dtype}"
+
+    @property
+    def identity(self) -> str:
+        """``key | backbone | dtype``: everything that decides the stored features."""
+        return f"{self.key or 'unnamed images'} | {self.features_identity(self.model, self.dtype)}"
+
+    def check_key(self, key: str, model: FewShotSegmenter | None = None,
+                  dtype: torch.dtype | None = None) -> "FeatureCache":
+        """Raise unless this cache holds features of the images ``key`` names, made by ``model``'s backbone (when
+        given) and stored as ``dtype`` (when given); returns the cache.
 
         A cache made without a key takes the key of the first run that checks it."""
         if not self.key:
             self.key = key
-        if self.key != key:
-            raise ValueError(f"This feature cache holds features of {self.key or 'unnamed images'!r}, not of {key!r}: "
-                             "image ids repeat across datasets, benchmarks, sizes and seeds. Use a fresh cache.")
+        wanted = self.features_identity(model or self.model, dtype or self.dtype)
+        if self.key != key or wanted != self.features_identity(self.model, self.dtype):
+            raise ValueError(f"This feature cache holds features of {self.identity!r}, not of "
+                             f"'{key} | {wanted}': image ids repeat across datasets, benchmarks, sizes and seeds, and "
+                             "features depend on the backbone and storage type. Use a fresh cache.")
         return self
+
+    @staticmethod
+    def _fingerprint(image: torch.Tensor) -> tuple:
+        """Shape and two float64 sums of an image: cheap, and different for another rendering, size or picture."""
+        values = image.detach().double()
+        return tuple(image.shape), float(values.sum()), float((values * values).sum())
+
+    def _check_same_pixels(self, image_ids: Sequence[str], images: torch.Tensor) -> None:
+        for image_id, image in zip(image_ids, images):
+            stored = self._fingerprints.get(image_id)
+            if stored is not None and stored != self._fingerprint(image):
+                raise ValueError(
+                    f"Image {image_id!r} arrived with other pixels than the cached one (another dataset, benchmark, "
+                    "image size or rendering seed): this cache would serve stale features. Use one FeatureCache per "
+                    "source and image size (key=dpcn_lite.experiment.source_key(cfg)).")
 
     def __len__(self) -> int:
         return len(self._mid)
@@ -71,7 +107,10 @@ class FeatureCache:
 
     @torch.no_grad()
     def add(self, image_ids: Sequence[str], images: torch.Tensor) -> None:
-        """Run the backbone (eval mode) on the images whose ids are not stored yet, and store their features."""
+        """Run the backbone (eval mode) on the images whose ids are not stored yet, and store their features.
+
+        An id that is stored already must come with the same pixels (see the class docstring)."""
+        self._check_same_pixels(image_ids, images)
         new = [i for i, image_id in enumerate(image_ids) if image_id not in self._mid]
         if not new:
             return
@@ -82,6 +121,7 @@ class FeatureCache:
         finally:
             self.model.backbone.train(was_training)
         for row, i in enumerate(new):
+            self._fingerprints[image_ids[i]] = self._fingerprint(images[i])
             self._mid[image_ids[i]] = features.mid[row].to("cpu", self.dtype)
             self._high[image_ids[i]] = features.high[row].to("cpu", self.dtype)
 

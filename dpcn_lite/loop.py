@@ -22,8 +22,9 @@ from ``dpcn_lite.experiment``, which also evaluates the result.
 
 from __future__ import annotations
 
-import json
+import math
 import os
+import signal
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -38,10 +39,12 @@ from tqdm.auto import tqdm
 from data_utils.episodes import EpisodeDataset, collate_episodes, move_batch
 from dpcn_lite.backbones import EpisodeFeatures
 from dpcn_lite.base import FewShotSegmenter
-from data_utils.files import atomic_write_text
-from dpcn_lite.checkpoint import atomic_save, load_checkpoint, resume_training, training_checkpoint
+from data_utils.files import atomic_write, atomic_write_text, strict_json
+from dpcn_lite.checkpoint import load_checkpoint, resume_training, training_checkpoint
 from dpcn_lite.config import TrainConfig
+from dpcn_lite.errors import BadArgumentError, TrainingDivergedError
 from dpcn_lite.feature_cache import FeatureCache
+from dpcn_lite.run_folder import claimed_run_folder
 from dpcn_lite.utils import default_device
 
 
@@ -143,7 +146,47 @@ class TrainResult:
 
 
 def _write_history(run_dir: Path, history: list[dict]) -> None:
-    atomic_write_text("".join(json.dumps(row) + "\n" for row in history), run_dir / "history.jsonl")
+    atomic_write_text("".join(strict_json(row) + "\n" for row in history), run_dir / "history.jsonl")
+
+
+HOLD_ENV = "DPCN_TEST_HOLD"
+"""Test-only: ``step:N:FILE`` or ``checkpoint:N:FILE`` makes the loop create FILE and stop itself (SIGSTOP) before
+optimiser step N, or after writing epoch N's checkpoint to its temp file but before the rename, so that a test can
+SIGKILL a real training process at an exact point. Unset in normal use."""
+
+
+def _hold_here(point: str, number: int) -> None:
+    spec = os.environ.get(HOLD_ENV)
+    if not spec:
+        return
+    kind, at, ready = spec.split(":", 2)
+    if kind == point and int(at) == number:
+        Path(ready).write_text(str(os.getpid()))
+        os.kill(os.getpid(), signal.SIGSTOP)  # the test kills the process while it is stopped here
+
+
+def _save_checkpoint(state: dict, path: Path, epoch: int) -> None:
+    """Atomic checkpoint write (never half-written; see ``data_utils.files.atomic_write``)."""
+    def write(file) -> None:
+        torch.save(state, file)
+        file.flush()
+        _hold_here("checkpoint", epoch)
+    atomic_write(path, write, "wb")
+
+
+def _check_finite(loss: float, model: FewShotSegmenter, epoch: int, iteration: int, lr: float,
+                  check_weights: bool = False) -> None:
+    """Stop at the first non-finite loss, before its gradients touch the weights, and (``check_weights``, before
+    each checkpoint) at non-finite weights: NaN weights are never written over good ones."""
+    if not math.isfinite(loss):
+        raise TrainingDivergedError(
+            f"Training diverged: the loss is {loss} at step {iteration + 1} (epoch {epoch + 1}, learning rate "
+            f"{lr:.3g}). Nothing was saved from this epoch; the folder keeps the last good checkpoint. Lower --lr and "
+            "start a new --run-dir.")
+    if check_weights and not all(bool(torch.isfinite(p).all()) for p in model.trainable_parameters()):
+        raise TrainingDivergedError(f"Training diverged: non-finite weights at the end of epoch {epoch + 1} "
+                                    f"(learning rate {lr:.3g}); they were not saved. Lower --lr and start a new "
+                                    "--run-dir.")
 
 
 def fit(
@@ -162,13 +205,35 @@ def fit(
 
     ``resume=True`` continues from ``run_dir/checkpoint.pt`` exactly where it stopped (epoch granularity).
     ``on_epoch_end(row)`` is called after each epoch's checkpoint with that epoch's log row. With ``feature_cache``
-    the head trains on cached backbone features instead of running the (frozen) backbone on every episode.
+    the head trains on cached backbone features instead of running the (frozen) backbone on every episode. The run
+    folder is claimed first (``dpcn_lite.run_folder``): a foreign folder, a concurrent run, or ``resume`` without a
+    checkpoint are refused before any work. A non-finite loss stops the run (``TrainingDivergedError``).
     """
+    options = dict(resume=resume, progress=progress, on_epoch_end=on_epoch_end, feature_cache=feature_cache)
+    if run_dir is None:
+        return _fit(cfg, model, train_set, ctx, None, **options)
+    with claimed_run_folder(run_dir, resume=resume):
+        return _fit(cfg, model, train_set, ctx, Path(run_dir), **options)
+
+
+def _fit(
+    cfg: TrainConfig,
+    model: FewShotSegmenter,
+    train_set: EpisodeDataset,
+    ctx: DistributedContext,
+    run_dir: str | Path | None = None,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    on_epoch_end: Callable[[dict], None] | None = None,
+    feature_cache: FeatureCache | None = None,
+) -> TrainResult:
+    """:func:`fit` inside its claimed run folder."""
     started = time.perf_counter()
     run_dir = Path(run_dir) if run_dir is not None else None
     checkpoint_path = run_dir / "checkpoint.pt" if run_dir is not None else None
     if cfg.batch_size % ctx.world_size:
-        raise ValueError(f"batch_size={cfg.batch_size} must divide evenly over {ctx.world_size} processes.")
+        raise BadArgumentError(f"batch_size={cfg.batch_size} must divide evenly over {ctx.world_size} processes.")
     per_process_batch = cfg.batch_size // ctx.world_size
     sampler = EpochSampler(len(train_set), ctx.rank, ctx.world_size)
     # Workers are re-created every epoch (not persistent) so they see the dataset's new epoch.
@@ -176,7 +241,7 @@ def fit(
                         num_workers=cfg.num_workers, drop_last=True, pin_memory=ctx.device.type == "cuda")
     steps_per_epoch = len(loader)
     if steps_per_epoch == 0:
-        raise ValueError(f"episodes_per_epoch is smaller than one batch per process ({per_process_batch}).")
+        raise BadArgumentError(f"episodes_per_epoch is smaller than one batch per process ({per_process_batch}).")
     max_iterations = cfg.epochs * steps_per_epoch
 
     optimizer = make_optimizer(cfg, model.trainable_parameters())
@@ -186,7 +251,7 @@ def fit(
 
     # --- resume -------------------------------------------------------------------------------------------------------
     start_epoch, iteration, history = 0, 0, []
-    if resume and checkpoint_path is not None and checkpoint_path.is_file():
+    if resume and checkpoint_path is not None:
         state = load_checkpoint(checkpoint_path, map_location=ctx.device)
         start_epoch, iteration, history = resume_training(state, cfg, model, optimizer, scheduler, scaler)
         if ctx.is_main and run_dir is not None:
@@ -195,7 +260,7 @@ def fit(
         run_dir.mkdir(parents=True, exist_ok=True)
         _write_history(run_dir, [])
     if ctx.is_main and run_dir is not None:
-        atomic_write_text(json.dumps(cfg.resolved_dict(), indent=2) + "\n", run_dir / "config.json")
+        atomic_write_text(strict_json(cfg.resolved_dict(), indent=2) + "\n", run_dir / "config.json")
 
     wrapped: nn.Module = _LossModule(model)
     if ctx.world_size > 1:
@@ -211,10 +276,12 @@ def fit(
         sums = {"loss": 0.0, "main": 0.0, "reverse": 0.0}
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, disable=not (progress and ctx.is_main))
         for batch in bar:
+            _hold_here("step", iteration + 1)
             batch = move_batch(batch, ctx.device)
             with torch.autocast(device_type=ctx.device.type, dtype=torch.float16, enabled=use_amp):
                 features = feature_cache.episode_features(batch) if feature_cache is not None else None
                 out = wrapped(batch, features)
+            _check_finite(float(out["loss"].detach()), model, epoch, iteration, scheduler.get_last_lr()[0])
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(out["loss"]).backward()
             scaler.step(optimizer)
@@ -234,11 +301,12 @@ def fit(
         if ctx.world_size > 1:
             row.update(_average_over_processes({k: row[k] for k in sums}, ctx.device))
         history.append(row)
+        _check_finite(row["loss"], model, epoch, iteration - 1, scheduler.get_last_lr()[0], check_weights=True)
         if ctx.is_main and run_dir is not None:
-            atomic_save(training_checkpoint(cfg, model, optimizer, scheduler, scaler, epoch + 1, iteration, history),
-                        checkpoint_path)
+            _save_checkpoint(training_checkpoint(cfg, model, optimizer, scheduler, scaler, epoch + 1, iteration,
+                                                 history), checkpoint_path, epoch + 1)
             with open(run_dir / "history.jsonl", "a", encoding="utf-8") as log:
-                log.write(json.dumps(row) + "\n")
+                log.write(strict_json(row) + "\n")
         if on_epoch_end is not None:
             on_epoch_end(row)
 

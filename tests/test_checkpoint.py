@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from dpcn_lite import checkpoint as ckpt
+from dpcn_lite.errors import CheckpointError
 
 
 class Unpicklable:
@@ -33,17 +34,18 @@ def test_a_failing_write_leaves_the_previous_checkpoint_intact(tmp_path: Path) -
 def test_load_uses_weights_only_and_refuses_arbitrary_objects(tmp_path: Path) -> None:
     path = tmp_path / "unsafe.pt"
     torch.save({"payload": Path("anything")}, path)  # a class that weights_only does not allow
-    with pytest.raises(RuntimeError, match="weights_only=True"):
+    with pytest.raises(CheckpointError, match="weights_only=True") as caught:
         ckpt.load_checkpoint(path)
+    assert "weights_only=False" not in str(caught.value)  # torch's advice to run the file's code is not passed on
 
 
 def test_missing_and_truncated_checkpoints_give_clear_errors(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="Train first"):
+    with pytest.raises(CheckpointError, match="Train first"):
         ckpt.load_checkpoint(tmp_path / "nothing.pt")
     path = tmp_path / "cut.pt"
     ckpt.atomic_save({"w": torch.randn(100)}, path)
     path.write_bytes(path.read_bytes()[:50])
-    with pytest.raises(RuntimeError, match="corrupt"):
+    with pytest.raises(CheckpointError, match="corrupt"):
         ckpt.load_checkpoint(path)
 
 
@@ -69,10 +71,54 @@ def test_sha256_mismatch_of_a_shipped_checkpoint_is_refused(tmp_path: Path, monk
     (tmp_path / "demo.json").write_text(json.dumps({"file": "demo.pt", "sha256": ckpt.sha256_of(tmp_path / "demo.pt")}))
     assert ckpt.verified_pretrained_path("demo") == tmp_path / "demo.pt"
     (tmp_path / "demo.json").write_text(json.dumps({"file": "demo.pt", "sha256": "0" * 64}))
-    with pytest.raises(RuntimeError, match="sha256 mismatch"):
+    with pytest.raises(CheckpointError, match="sha256 mismatch"):
         ckpt.verified_pretrained_path("demo")
-    with pytest.raises(ValueError, match="available"):
+    with pytest.raises(CheckpointError, match="available"):
         ckpt.pretrained_info("nope")
+    (tmp_path / "demo.json").write_text(json.dumps({"file": "demo.pt"}))  # a record without a digest
+    with pytest.raises(CheckpointError, match="'demo'.*no valid file name or sha256"):
+        ckpt.verified_pretrained_path("demo")
+
+
+def test_pretrained_accepts_registered_names_only(tmp_path: Path, monkeypatch) -> None:
+    import json
+
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    monkeypatch.setattr(ckpt, "PACKAGE_CHECKPOINTS", shipped)
+    ckpt.atomic_save({"w": torch.ones(2)}, tmp_path / "mine.pt")
+    (tmp_path / "mine.json").write_text(json.dumps({"file": "mine.pt", "sha256": ckpt.sha256_of(tmp_path / "mine.pt")}))
+    with pytest.raises(CheckpointError, match="No shipped checkpoint named '../mine'.*--checkpoint PATH"):
+        ckpt.verified_pretrained_path("../mine")
+
+
+def _tiny_record(**changes) -> dict:
+    from dpcn_lite.config import get_preset
+    from dpcn_lite.model import build_model
+
+    model = build_model("dpcn", get_preset("tiny"))
+    record = {"format": ckpt.CHECKPOINT_FORMAT, "model_name": "dpcn", "model_config": model.config.to_dict(),
+              "train_config": {}, "model_state": model.state_dict()}
+    record.update(changes)
+    return record
+
+
+def test_a_foreign_config_is_refused_before_anything_is_allocated(monkeypatch) -> None:
+    record = _tiny_record()
+    record["model_config"]["channels"] = 200_000  # would allocate ~160 GB
+    monkeypatch.setattr(ckpt, "build_model", lambda *a, **k: pytest.fail("the model was built before the check"))
+    with pytest.raises(CheckpointError, match="channels=200000"):
+        ckpt.build_model_from_checkpoint(record)
+
+
+def test_weights_that_do_not_fit_are_refused_by_name_before_loading() -> None:
+    record = _tiny_record()
+    name = next(k for k, v in record["model_state"].items() if v.dim() == 4)
+    record["model_state"][name] = torch.zeros(3, 3, 1, 1)
+    with pytest.raises(CheckpointError, match=f"wrong shapes.*{name}"):
+        ckpt.build_model_from_checkpoint(record)
+    with pytest.raises(CheckpointError, match="model 'unet'"):
+        ckpt.build_model_from_checkpoint(_tiny_record(model_name="unet"))
 
 
 @pytest.mark.parametrize("name, head", [("cpu-synthetic-fold0", "DPCN"),

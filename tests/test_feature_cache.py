@@ -90,3 +90,34 @@ def test_a_cache_refuses_images_of_another_benchmark_size_or_dataset() -> None:
     unnamed.check_key(v2)  # an unnamed cache takes the first key it is checked against ...
     with pytest.raises(ValueError, match="Use a fresh cache"):
         unnamed.check_key(source_key(resolve_config("cpu", synthetic_benchmark="shapes")))  # ... and keeps it
+
+
+def test_a_cache_refuses_another_backbone_or_storage_type() -> None:
+    key = source_key(resolve_config("cpu"))
+    cache = FeatureCache(frozen_model(), dtype=torch.float16, key=key)
+    assert "tiny_cnn (random init) as torch.float16" in cache.identity and "rendering seed 0" in cache.identity
+    cache.check_key(key, frozen_model(), torch.float16)  # another instance of the same backbone is fine
+    with pytest.raises(ValueError, match="float32"):
+        cache.check_key(key, dtype=torch.float32)
+    other = frozen_model()
+    other.config = other.config.replace(backbone="resnet18")  # a config naming another backbone
+    with pytest.raises(ValueError, match="resnet18"):
+        cache.check_key(key, other)
+
+
+def test_an_image_id_with_other_pixels_is_refused_not_served_stale() -> None:
+    """The same id at another image size, or another rendering, must never get the stored features."""
+    from data_utils.synthetic import SyntheticSource
+
+    model = frozen_model()
+    cache = FeatureCache(model, dtype=torch.float32)
+    def image(size: int, seed: int) -> torch.Tensor:
+        picture = SyntheticSource(image_size=size, seed=seed, images_per_class=2).load("train-00001")[0]
+        return torch.from_numpy(picture).permute(2, 0, 1).float()[None] / 255
+    cache.add(["train-00001"], image(64, 0))
+    cache.add(["train-00001"], image(64, 0))  # the same pixels: a hit
+    assert len(cache) == 1
+    with pytest.raises(ValueError, match="other pixels.*stale"):
+        cache.add(["train-00001"], image(48, 0))  # another image size
+    with pytest.raises(ValueError, match="other pixels"):
+        cache.add(["train-00001"], image(64, 1))  # another rendering seed

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from dpcn_lite.checkpoint import load_checkpoint
+from dpcn_lite.checkpoint import RESUME_MAY_DIFFER, load_checkpoint, resume_differences
+from dpcn_lite.errors import ResumeMismatchError
 from dpcn_lite.evaluate import evaluate
 from dpcn_lite.config import TrainConfig, resolve_config
 from dpcn_lite.experiment import episodes_for_config, train
@@ -53,10 +54,33 @@ def test_resuming_an_interrupted_run_gives_the_same_model_and_metrics(tmp_path: 
     assert [r["epoch"] for r in logged] == [1, 2]
 
 
-def test_resume_refuses_a_run_with_different_settings(tmp_path: Path) -> None:
+@pytest.mark.parametrize("change, listed", [
+    (dict(base_lr=0.5), "base_lr: 0.01 in the checkpoint, 0.5 now"),
+    (dict(feature_cache=False), "feature_cache: True in the checkpoint, False now"),  # 37 of 325 tensors differed
+    (dict(amp=False), "amp"), (dict(augment=False), "augment"), (dict(cache_dtype="float32"), "cache_dtype"),
+    (dict(data_root="elsewhere"), "data_root"), (dict(synthetic_images_per_class=5), "synthetic_images_per_class"),
+    (dict(eval_episodes=7), "eval_episodes"),
+])
+def test_resume_refuses_every_setting_that_changes_the_result(tmp_path: Path, change: dict, listed: str) -> None:
     train(tiny_config(epochs=1), tmp_path, progress=False)
-    with pytest.raises(ValueError, match="different"):
-        train(tiny_config(epochs=1, base_lr=0.5), tmp_path, resume=True, progress=False)
+    config_before = (tmp_path / "config.json").read_text()
+    with pytest.raises(ResumeMismatchError, match=listed):
+        train(tiny_config(epochs=1, **change), tmp_path, resume=True, progress=False)
+    assert (tmp_path / "config.json").read_text() == config_before  # not rewritten as if the run had used it
+
+
+def test_resume_allows_only_the_named_harmless_settings(tmp_path: Path) -> None:
+    assert set(RESUME_MAY_DIFFER) == {"num_workers", "eval_batch_size"}
+    train(tiny_config(epochs=1), tmp_path, progress=False)
+    train(tiny_config(epochs=1, eval_batch_size=2), tmp_path, resume=True, progress=False)
+
+
+def test_resume_lists_model_settings_that_changed_in_the_preset(tmp_path: Path) -> None:
+    cfg = tiny_config(epochs=1)
+    train(cfg, tmp_path, progress=False)
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    state["model_config"]["channels"] = 32  # as if the preset had been edited since the run started
+    assert resume_differences(state, cfg) == {"model.channels": (32, 16)}
 
 
 def test_poly_schedule_with_explicit_lr_scale(tmp_path: Path) -> None:
