@@ -126,15 +126,14 @@ def check_dataset(dataset: str) -> str:
 
 
 def fetch(dataset: str, root: Path, opener: Opener = urllib.request.urlopen,
-          log: Callable[[str], None] = print, **download_options: object) -> None:
+          log: Callable[[str], None] = print) -> None:
     """Download, verify and extract every registry entry of ``dataset`` into ``root`` (``root/downloads`` keeps the
-    archives); ``download_options`` go to :func:`data_utils.download.download` (retries, timeout_s, ...)."""
+    archives)."""
     check_dataset(dataset)
     command = f"{prepare_command(dataset)} --root {root}"
     remove_orphan_temp_files(root / "downloads")
     for resource in REGISTRY[dataset]:
-        archive = download(resource, root / "downloads", opener=opener, log=log, command=command,
-                           **download_options)  # type: ignore[arg-type]
+        archive = download(resource, root / "downloads", opener=opener, log=log, command=command)
         extract(archive, root / resource.extract_to, resource.members, command)
 
 

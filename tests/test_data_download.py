@@ -165,6 +165,16 @@ def test_a_complete_part_with_its_remembered_length_needs_no_request(tmp_path: P
     assert path.read_bytes() == ARCHIVE and not (tmp_path / "archive.tar.part.size").exists()
 
 
+def test_a_missing_file_is_not_retried(tmp_path: Path) -> None:
+    def respond(handler, start, n):
+        handler.send_error(404, "Not Found")
+
+    with serve(respond) as (url, requests):
+        with pytest.raises(DownloadError, match="answered HTTP 404.*check the URL in data_utils.prepare.REGISTRY"):
+            download(resource(url), tmp_path, retries=3, **QUIET)
+    assert len(requests) == 1 and not any(tmp_path.iterdir())
+
+
 def test_a_stalled_server_times_out_and_is_retried(tmp_path: Path) -> None:
     release = threading.Event()
 
