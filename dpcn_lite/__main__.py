@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
 from data_utils.datasets import DATASETS
+from data_utils.errors import BadArgumentError, UserError
 from data_utils.synthetic.benchmarks import BENCHMARKS, DEFAULT_BENCHMARK, get_benchmark
 from dpcn_lite.config import MODEL_NAMES, OPTIMIZERS, TRAINING_PRESET_NAMES
 
@@ -27,6 +29,36 @@ examples:
 """
 
 
+def _bounded_int(low: int, high: int):
+    """An argparse type: an integer in [low, high] (argparse turns the error into one usage line, exit 2)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is out of range: use {low} to {high}")
+        return value
+    parse.__name__ = "integer"
+    return parse
+
+
+def _positive_number(text: str) -> float:
+    """An argparse type: a finite number > 0 (``nan``, ``inf``, 0 and negatives are refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} must be a finite number greater than 0")
+    return value
+
+
+_positive_number.__name__ = "number"
+SEED = _bounded_int(0, 2**32 - 1)
+COUNT = _bounded_int(1, 10**8)
+
+
 def _add_data_arguments(parser: argparse.ArgumentParser, with_defaults: bool) -> None:
     default = (lambda value: value) if with_defaults else (lambda value: None)
     parser.add_argument("--dataset", choices=DATASETS, default=default("synthetic"),
@@ -38,16 +70,16 @@ def _add_data_arguments(parser: argparse.ArgumentParser, with_defaults: bool) ->
                         dest="synthetic_benchmark",
                         help="which synthetic benchmark: categories (v2) or shapes (v1, silhouettes only)" +
                         (f" (default {DEFAULT_BENCHMARK})" if with_defaults else " (default: the checkpoint's)"))
-    parser.add_argument("--fold", type=int, default=default(0), help="fold 0-3: its 5 (COCO: 20) classes are novel" +
+    parser.add_argument("--fold", type=_bounded_int(0, 3), default=default(0), help="fold 0-3: its 5 (COCO: 20) classes are novel" +
                         ("" if with_defaults else "; default: the checkpoint's"))
-    parser.add_argument("--shots", type=int, default=default(1), help="support images per episode (k)" +
+    parser.add_argument("--shots", type=_bounded_int(1, 100), default=default(1), help="support images per episode (k)" +
                         ("" if with_defaults else "; default: the checkpoint's (a 1-shot model can be tested 5-shot)"))
 
 
 def _add_eval_arguments(parser: argparse.ArgumentParser, with_defaults: bool = True) -> None:
-    parser.add_argument("--episodes", type=int, default=None,
+    parser.add_argument("--episodes", type=COUNT, default=None,
                         help="test episodes per seed (protocol: 1000; default: the preset's)")
-    parser.add_argument("--eval-seeds", type=int, nargs="+", default=None, metavar="SEED",
+    parser.add_argument("--eval-seeds", type=SEED, nargs="+", default=None, metavar="SEED",
                         help="one fixed episode list per seed; several seeds report mean ± std (default: 0)")
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when available)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -60,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=EPILOG,
     )
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     commands = parser.add_subparsers(dest="command", required=True, metavar="{train,evaluate,predict}")
 
     train = commands.add_parser(
@@ -74,23 +107,23 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--model", choices=MODEL_NAMES, default="dpcn",
                        help="dpcn (default), prototype (PANet-like baseline) or prior (PFENet-like baseline)")
     _add_data_arguments(train, with_defaults=True)
-    train.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    train.add_argument("--seed", type=SEED, default=0, help="training seed (default 0)")
     train.add_argument("--run-dir", type=Path, default=None,
                        help="output folder (default: runs/<model>-<preset>-<dataset>-fold<F>-<K>shot)")
     train.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its checkpoint")
     budget = train.add_argument_group("budget and optimiser (defaults come from the preset)")
-    budget.add_argument("--epochs", type=int, default=None)
-    budget.add_argument("--episodes-per-epoch", type=int, default=None)
-    budget.add_argument("--batch-size", type=int, default=None, help="total batch over all GPUs")
-    budget.add_argument("--lr", type=float, default=None, dest="base_lr", help="base learning rate")
-    budget.add_argument("--lr-scale", type=float, default=None,
+    budget.add_argument("--epochs", type=COUNT, default=None)
+    budget.add_argument("--episodes-per-epoch", type=COUNT, default=None)
+    budget.add_argument("--batch-size", type=COUNT, default=None, help="total batch over all GPUs")
+    budget.add_argument("--lr", type=_positive_number, default=None, dest="base_lr", help="base learning rate")
+    budget.add_argument("--lr-scale", type=_positive_number, default=None,
                         help="multiplies --lr; 10 reproduces PFENet's hidden x10 (see docs/training.md)")
     budget.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
                         help="sgd (momentum 0.9, the paper's family) or adamw (the cpu preset's default)")
     budget.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
     budget.add_argument("--no-feature-cache", action="store_true",
                         help="run the frozen backbone on every episode (enables augmentation)")
-    budget.add_argument("--num-workers", type=int, default=None, help="DataLoader workers (default 0)")
+    budget.add_argument("--num-workers", type=_bounded_int(0, 256), default=None, help="DataLoader workers (default 0)")
     ablation = train.add_argument_group("ablations (DPCN only)")
     ablation.add_argument("--no-sam", action="store_true", help="drop the Support Activation Module")
     ablation.add_argument("--no-ffm", action="store_true", help="drop the Feature Filtering Module")
@@ -118,10 +151,13 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--run-dir", type=Path)
     source.add_argument("--pretrained")
     _add_data_arguments(predict, with_defaults=False)
-    predict.add_argument("--episodes", type=int, default=4, help="how many episodes to draw (default 4)")
-    predict.add_argument("--seed", type=int, default=0, help="episode-list seed (default 0)")
+    predict.add_argument("--episodes", type=_bounded_int(1, 64), default=4, help="how many episodes to draw (default 4)")
+    predict.add_argument("--seed", type=SEED, default=0, help="episode-list seed (default 0)")
     predict.add_argument("--output", type=Path, default=Path("predictions.png"), help="PNG path")
     predict.add_argument("--device", default=None)
+    for command in (train, evaluate, predict):  # --debug is accepted before or after the command's name
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                             help="show the full traceback of an error")
     return parser
 
 
@@ -137,7 +173,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.no_dcm:
         overrides["use_dcm"] = False
     if overrides and args.model != "dpcn":
-        raise SystemExit("--no-sam/--no-ffm/--no-dcm switch DPCN's modules; use them with --model dpcn.")
+        raise BadArgumentError("--no-sam/--no-ffm/--no-dcm switch DPCN's modules; use them with --model dpcn.")
     options = dict(epochs=args.epochs, batch_size=args.batch_size, base_lr=args.base_lr, lr_scale=args.lr_scale,
                    optimizer=args.optimizer, eval_episodes=args.episodes, num_workers=args.num_workers)
     options = {k: v for k, v in options.items() if v is not None}
@@ -153,8 +189,6 @@ def _train(args: argparse.Namespace) -> int:
                          seed=args.seed, data_root=args.data_root, synthetic_benchmark=args.synthetic_benchmark,
                          model_overrides=overrides, **options)
     run_dir = args.run_dir or Path("runs") / f"{cfg.model}-{cfg.preset}-{cfg.dataset}-fold{cfg.fold}-{cfg.shots}shot"
-    if (run_dir / "checkpoint.pt").exists() and not args.resume:
-        raise SystemExit(f"{run_dir} already holds a run. Add --resume to continue it, or choose another --run-dir.")
     metrics = run_experiment(cfg, run_dir, resume=args.resume, progress=not args.no_progress, device=args.device)
     if metrics:
         _print_summary(metrics)
@@ -231,9 +265,19 @@ def _print_summary(metrics: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run one command. A user error (bad argument, missing or bad data, refused checkpoint or run folder, diverged
+    training) prints one line, ``error: <what> <how to fix it>``, and returns 2; ``--debug`` shows its traceback.
+    Any other exception is a bug and keeps its traceback."""
+    parser = build_parser()
     handlers = {"train": _train, "evaluate": _evaluate, "predict": _predict}
-    return handlers[args.command](args)
+    args = parser.parse_args(argv)
+    try:
+        return handlers[args.command](args)
+    except UserError as error:
+        if args.debug:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

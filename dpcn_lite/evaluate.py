@@ -17,7 +17,6 @@ like the tables of the paper.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,7 +29,8 @@ from tqdm.auto import tqdm
 
 from data_utils.episodes import collate_episodes, move_batch
 from dpcn_lite.base import FewShotSegmenter
-from data_utils.files import atomic_write_text
+from data_utils.errors import DataError
+from data_utils.files import atomic_write_text, strict_json
 from dpcn_lite.metrics import FewShotIoU, StructureFill, episode_counts, mean_and_std, prediction_at_original_size
 from dpcn_lite.viz import display_image
 
@@ -137,22 +137,38 @@ def evaluate_seeds(
     return summarise_runs(runs)
 
 
+def _scored(value: float | None) -> bool:
+    return value is not None and not math.isnan(value)
+
+
 def summarise_runs(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Percent numbers, mean ± std over the runs (one per evaluation seed)."""
+    """Percent numbers, mean ± std over the runs (one per evaluation seed), all on one class set.
+
+    A class that has no counted pixels in some seed's episodes (a short evaluation can miss a class) is left out of
+    every seed's mIoU, so that all seeds average the same classes, and is named in ``classes_without_episodes``.
+    """
+    classes = list(runs[0]["per_class_IoU"])
+    missing = [c for c in classes if not all(_scored(r["per_class_IoU"][c]) for r in runs)]
+    common = [c for c in classes if c not in missing]
+    if not common:
+        raise DataError(f"No class of the fold has scored episodes in every evaluation seed ({len(runs)} seeds, "
+                        f"{runs[0]['episodes']} episodes each); evaluate on more --episodes.")
+    seed_mious = [float(np.mean([r["per_class_IoU"][c] for c in common])) for r in runs]
+
     def pct(values: list[float]) -> tuple[float, float]:
         mean, std = mean_and_std([100.0 * v for v in values])
         return mean, std
 
-    miou, miou_std = pct([r["mIoU"] for r in runs])
+    miou, miou_std = pct(seed_mious)
     fbiou, fbiou_std = pct([r["FB-IoU"] for r in runs])
-    classes = list(runs[0]["per_class_IoU"])
-    per_class = {c: pct([r["per_class_IoU"][c] for r in runs])[0] for c in classes}
+    per_class = {c: pct([r["per_class_IoU"][c] for r in runs])[0] if c in common else None for c in classes}
     return {
         "mIoU": miou,
         "mIoU_std": miou_std,
         "FB-IoU": fbiou,
         "FB-IoU_std": fbiou_std,
         "per_class_IoU": per_class,
+        "classes_without_episodes": [int(c) for c in missing],
         "fg_IoU": 100.0 * sum(r["fg_IoU"] for r in runs) / len(runs),
         "bg_IoU": 100.0 * sum(r["bg_IoU"] for r in runs) / len(runs),
         "episodes": runs[0]["episodes"],
@@ -163,10 +179,10 @@ def summarise_runs(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
         **({key: float(np.mean([r[key] for r in runs])) if runs[0][key] is not None else None
             for key in ("hole_fill", "body_fill")} if "hole_fill" in runs[0] else {}),
         "per_seed": [
-            {"seed": r["seed"], "mIoU": 100.0 * r["mIoU"], "FB-IoU": 100.0 * r["FB-IoU"],
-             "per_class_IoU": {c: 100.0 * v for c, v in r["per_class_IoU"].items()},
+            {"seed": r["seed"], "mIoU": 100.0 * m, "FB-IoU": 100.0 * r["FB-IoU"],
+             "per_class_IoU": {c: 100.0 * v if _scored(v) else None for c, v in r["per_class_IoU"].items()},
              "episodes_per_class": r["episodes_per_class"]}
-            for r in runs
+            for r, m in zip(runs, seed_mious)
         ],
     }
 
@@ -199,5 +215,5 @@ def prediction_rows(model: FewShotSegmenter, episodes, count: int = 4, device: t
 
 
 def write_metrics(metrics: dict[str, Any], path: str | Path) -> Path:
-    """``metrics.json``, written atomically."""
-    return atomic_write_text(json.dumps(metrics, indent=2) + "\n", path)
+    """``metrics.json``, written atomically, as valid JSON (NaN becomes ``null``)."""
+    return atomic_write_text(strict_json(metrics, indent=2) + "\n", path)

@@ -30,6 +30,7 @@ from dpcn_lite.evaluate import evaluate_seeds, prediction_rows, write_metrics
 from dpcn_lite.feature_cache import FeatureCache
 from dpcn_lite.loop import TrainResult, distributed_context, fit
 from dpcn_lite.model import build_model
+from dpcn_lite.run_folder import check_run_folder, claimed_run_folder
 from dpcn_lite.utils import seed_everything
 from dpcn_lite.viz.training import plot_predictions, plot_training_curves
 
@@ -146,9 +147,19 @@ def run_experiment(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = Fals
 
     ``run_dir`` receives ``config.json``, ``checkpoint.pt``, ``history.jsonl``, ``metrics.json``,
     ``training_curves.png`` and ``predictions.png``. With a frozen backbone, training uses a feature cache and
-    evaluation a float32 one (exact); pass ``train_cache``/``test_cache`` to share them between runs.
+    evaluation a float32 one (exact); pass ``train_cache``/``test_cache`` to share them between runs. The folder is
+    checked and claimed first (``dpcn_lite.run_folder``): a foreign, busy or missing run stops before any work.
     """
-    run_dir = Path(run_dir)
+    run_dir = check_run_folder(run_dir, resume=resume)
+    with claimed_run_folder(run_dir, resume=resume):
+        return _run_experiment(cfg, run_dir, resume=resume, progress=progress, device=device, train_cache=train_cache,
+                               test_cache=test_cache, figures=figures)
+
+
+def _run_experiment(cfg: TrainConfig, run_dir: Path, *, resume: bool, progress: bool,
+                    device: torch.device | str | None, train_cache: FeatureCache | None,
+                    test_cache: FeatureCache | None, figures: bool) -> dict[str, Any]:
+    """:func:`run_experiment` in its claimed folder."""
     result = train(cfg, run_dir, resume=resume, progress=progress, device=device, feature_cache=train_cache)
     if dist.is_available() and dist.is_initialized() and dist.get_rank() != 0:
         return {}
@@ -164,8 +175,8 @@ def run_experiment(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = Fals
                                num_workers=cfg.num_workers, feature_cache=test_cache)
     names = class_names(cfg.dataset)
     metrics = {
-        **{k: metrics[k] for k in ("mIoU", "mIoU_std", "FB-IoU", "FB-IoU_std", "per_class_IoU", "episodes", "shots",
-                                   "fold")},
+        **{k: metrics[k] for k in ("mIoU", "mIoU_std", "FB-IoU", "FB-IoU_std", "per_class_IoU",
+                                   "classes_without_episodes", "episodes", "shots", "fold")},
         "seed": cfg.seed,
         "eval_seeds": metrics["eval_seeds"],
         "per_class_IoU_by_name": {names[int(c) - 1]: v for c, v in metrics["per_class_IoU"].items()},
