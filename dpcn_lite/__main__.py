@@ -261,7 +261,11 @@ def _print_summary(metrics: dict) -> None:
     print(f"mIoU {metrics['mIoU']:.1f}{std} | FB-IoU {metrics['FB-IoU']:.1f}{fb_std} | "
           f"{metrics['episodes']} episodes x {len(metrics.get('eval_seeds', [0]))} seed(s), "
           f"{metrics['shots']}-shot, fold {metrics['fold']}")
-    print("per-class IoU: " + json.dumps({k: round(v, 1) for k, v in metrics["per_class_IoU"].items()}))
+    print("per-class IoU: " + json.dumps({k: None if v is None else round(v, 1)
+                                          for k, v in metrics["per_class_IoU"].items()}))
+    if metrics.get("classes_without_episodes"):
+        print(f"classes without scored episodes in every seed (left out of mIoU): "
+              f"{metrics['classes_without_episodes']}; evaluate on more --episodes to score them")
 
 
 def main(argv: list[str] | None = None) -> int:

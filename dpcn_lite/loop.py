@@ -181,8 +181,8 @@ def _check_finite(loss: float, model: FewShotSegmenter, epoch: int, iteration: i
     if not math.isfinite(loss):
         raise TrainingDivergedError(
             f"Training diverged: the loss is {loss} at step {iteration + 1} (epoch {epoch + 1}, learning rate "
-            f"{lr:.3g}). Nothing was saved from this epoch; the folder keeps the last good checkpoint. Lower --lr and "
-            "start a new --run-dir.")
+            f"{lr:.3g}). No weights of this epoch were saved: the run folder keeps the checkpoint of the last finished "
+            "epoch, if any. Lower --lr and start a new --run-dir.")
     if check_weights and not all(bool(torch.isfinite(p).all()) for p in model.trainable_parameters()):
         raise TrainingDivergedError(f"Training diverged: non-finite weights at the end of epoch {epoch + 1} "
                                     f"(learning rate {lr:.3g}); they were not saved. Lower --lr and start a new "
