@@ -42,9 +42,58 @@ def test_train_writes_every_run_file_with_the_metrics_keys(run_dir: Path, capsys
     assert load_checkpoint(run_dir / "checkpoint.pt")["epoch"] == 2
 
 
-def test_train_refuses_to_overwrite_a_run_without_resume(run_dir: Path) -> None:
-    with pytest.raises(SystemExit, match="--resume"):
-        main(["train", "--preset", "tiny", "--run-dir", str(run_dir), "--no-progress"])
+def test_train_refuses_to_overwrite_a_run_without_resume(run_dir: Path, capsys) -> None:
+    assert main(["train", "--preset", "tiny", "--run-dir", str(run_dir), "--no-progress"]) == 2
+    assert "Add --resume" in capsys.readouterr().err
+
+
+def test_outputs_are_strict_json_with_the_classes_without_episodes(run_dir: Path) -> None:
+    def refuse(name: str):
+        raise AssertionError(f"{name} is not JSON")
+    metrics = json.loads((run_dir / "metrics.json").read_text(), parse_constant=refuse)
+    assert isinstance(metrics["classes_without_episodes"], list)
+    for line in (run_dir / "history.jsonl").read_text().splitlines():
+        json.loads(line, parse_constant=refuse)
+    json.loads((run_dir / "config.json").read_text(), parse_constant=refuse)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["evaluate", "--pretrained", "../cpu-synthetic-fold0"], "No shipped checkpoint named '../cpu-synthetic-fold0'"),
+    (["evaluate", "--run-dir", "no-such-run"], "No checkpoint at no-such-run"),
+    (["train", "--preset", "tiny", "--resume", "--run-dir", "no-such-run"], "Nothing to resume"),
+    (["train", "--preset", "tiny", "--model", "prior", "--no-dcm"], "use them with --model dpcn"),
+    (["evaluate", "--dataset", "pascal", "--data-root", "no-such-data", "--pretrained", "cpu-synthetic-fold0"],
+     "python -m data_utils.prepare pascal"),
+])
+def test_a_user_error_is_one_line_and_exit_2(argv: list[str], message: str, capsys, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) <= 3  # one message (a data error may show its command on its own line)
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_debug_shows_the_traceback_and_a_bug_keeps_it(monkeypatch) -> None:
+    from dpcn_lite import __main__ as cli
+    from dpcn_lite.errors import CheckpointError
+
+    with pytest.raises(CheckpointError):
+        main(["evaluate", "--run-dir", "no-such-run", "--debug"])
+    monkeypatch.setattr(cli, "_evaluate", lambda args: {}["a bug"])
+    with pytest.raises(KeyError):
+        main(["evaluate", "--run-dir", "anything"])
+
+
+@pytest.mark.parametrize("argv", [["evaluate", "--run-dir", "r", "--episodes", "0"],
+                                  ["train", "--seed", "-1"], ["train", "--fold", "4"],
+                                  ["train", "--epochs", "0"], ["evaluate", "--run-dir", "r", "--eval-seeds", "-3"]])
+def test_bad_numbers_are_refused_before_any_work(argv: list[str], capsys, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    assert stopped.value.code == 2 and "error: argument" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_evaluate_a_checkpoint_with_several_seeds(run_dir: Path, tmp_path: Path, capsys) -> None:
@@ -73,6 +122,6 @@ def test_help_lists_the_commands(capsys) -> None:
     assert all(command in out for command in ("train", "evaluate", "predict"))
 
 
-def test_ablation_flags_need_the_dpcn_model(tmp_path: Path) -> None:
-    with pytest.raises(SystemExit, match="--model dpcn"):
-        main(["train", "--preset", "tiny", "--model", "prototype", "--no-sam", "--run-dir", str(tmp_path / "x")])
+def test_ablation_flags_need_the_dpcn_model(tmp_path: Path, capsys) -> None:
+    assert main(["train", "--preset", "tiny", "--model", "prototype", "--no-sam", "--run-dir", str(tmp_path / "x")]) == 2
+    assert "--model dpcn" in capsys.readouterr().err

@@ -74,6 +74,22 @@ def test_several_seeds_report_mean_and_std_in_percent(cfg) -> None:
     assert 0 < result["mIoU"] <= 100
 
 
+def test_every_seed_averages_one_class_set_and_the_missing_classes_are_named(cfg) -> None:
+    """5 episodes over 5 classes: some seeds miss a class. Each seed must then average the same classes."""
+    episodes = {seed: episodes_for_config(cfg, "test", seed=seed, episodes=4) for seed in range(6)}
+    seen = {seed: {e.class_id for e in ds.episode_list()} for seed, ds in episodes.items()}
+    seeds = [s for s in seen if seen[s] != seen[0]][:1] + [0]
+    assert len(seeds) == 2, "the fixture needs two seeds that cover different classes"
+    result = evaluate_seeds(AlwaysForeground(), lambda seed: episodes[seed], seeds=seeds, batch_size=4,
+                            progress=False)
+    common = seen[seeds[0]] & seen[seeds[1]]
+    assert result["classes_without_episodes"] == sorted(set(map(int, result["per_class_IoU"])) - common)
+    for run in result["per_seed"]:
+        scored = [run["per_class_IoU"][str(c)] for c in sorted(common)]
+        assert run["mIoU"] == pytest.approx(sum(scored) / len(scored))
+    assert all(result["per_class_IoU"][str(c)] is None for c in result["classes_without_episodes"])
+
+
 def test_training_episodes_are_refused(cfg) -> None:
     with pytest.raises(ValueError, match="test-split"):
         evaluate(AlwaysForeground(), episodes_for_config(cfg, "train", seed=0, episodes=2), progress=False)
