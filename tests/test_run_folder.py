@@ -131,3 +131,18 @@ def test_check_run_folder_writes_nothing(tmp_path: Path) -> None:
     assert check_run_folder(tmp_path / "new", resume=False) == tmp_path / "new"
     assert not (tmp_path / "new").exists()
     assert os.listdir(tmp_path) == []
+
+
+def test_an_absurd_learning_rate_is_one_line_before_any_work(tmp_path: Path, capsys) -> None:
+    assert main(["train", "--preset", "tiny", "--lr", "1000", "--run-dir", str(tmp_path / "r")]) == 2
+    assert "base_lr (--lr)=1000.0 must be a finite number in (0, 100]" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_metrics_with_a_nan_are_written_as_valid_json(tmp_path: Path) -> None:
+    from dpcn_lite.evaluate import write_metrics
+
+    write_metrics({"mIoU": float("nan"), "per_class_IoU": {"1": float("inf"), "2": 0.5}}, tmp_path / "m.json")
+    text = (tmp_path / "m.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text) == {"mIoU": None, "per_class_IoU": {"1": None, "2": 0.5}}
