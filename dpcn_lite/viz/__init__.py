@@ -9,12 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import matplotlib
 import numpy as np
 import torch
 
 from data_utils.validation import IGNORE_INDEX
+
+# matplotlib is imported inside the functions that draw, so that importing this module (and dpcn_lite.evaluate,
+# which uses display_image) works where matplotlib is not installed, e.g. on a bare GPU machine.
+if TYPE_CHECKING:
+    import matplotlib.figure
 
 # One colour scheme for every figure in the course: foreground, background, ignore (255).
 FOREGROUND_RGB = (0.95, 0.30, 0.20)
