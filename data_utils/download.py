@@ -50,7 +50,10 @@ Log = Callable[[str], None]
 
 @dataclass(frozen=True)
 class Resource:
-    """One file to download: where from, its digest, where it unpacks, and which members to keep."""
+    """One file to download: where from, its digest, where it unpacks (or is placed), and which members to keep.
+
+    ``archive=False`` marks a plain file (a list, say): it is copied to ``extract_to/filename`` under the data root
+    instead of being unpacked. Such a file cannot prove itself by opening as an archive, so it needs a digest."""
 
     url: str
     filename: str
@@ -58,6 +61,13 @@ class Resource:
     extract_to: str  # folder under the data root
     members: tuple[str, ...] | None = None  # archive members to extract (None = all)
     md5: str | None = None  # published MD5 where the host only gives that
+    archive: bool = True  # False: a plain file, placed as it is
+
+    def __post_init__(self) -> None:
+        if not self.archive and self.sha256 is None and self.md5 is None:
+            raise ValueError(f"{self.filename}: a plain (non-archive) file needs a sha256 or an MD5 to be verified")
+        if not self.archive and self.members is not None:
+            raise ValueError(f"{self.filename}: members name parts of an archive; a plain file has none")
 
 
 class _Transient(Exception):

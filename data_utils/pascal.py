@@ -5,11 +5,14 @@ Layout under the data root (``$DPCN_DATA``, default ``./data``)::
     VOCdevkit/VOC2012/JPEGImages/<id>.jpg
     VOCdevkit/VOC2012/SegmentationClassAug/<id>.png      class indices 0..20 and 255 (palette or grey PNG)
     VOCdevkit/VOC2012/ImageSets/Segmentation/{train,val}.txt
-    benchmark_RELEASE/dataset/{train,val}.txt            SBD's own lists
+    benchmark_RELEASE/dataset/train_noval.txt            SBD's training ids without VOC 2012 val (downloaded alone)
     lists/pascal/{train,test}.txt, {train,test}.count    derived by ``python -m data_utils.prepare pascal``
     lists/pascal/class_index_{train,test}.json           the 2,048-pixel rule, rebuilt when a mask or list changes
 
-PFENet protocol: train = (VOC train ∪ SBD train) minus VOC val, deduplicated; test = VOC val (1,449 images).
+PFENet protocol: train = (VOC train ∪ SBD train_noval) minus VOC val, deduplicated and sorted; test = VOC val. With
+the published files that is 1,464 ∪ 5,623 -> 5,953 training and 1,449 test images (PFENet's
+``voc_sbd_merge_noduplicate.txt`` and ``val.txt``). SBD's ``train.txt`` must not be used instead: it holds VOC val
+images and many more training images than PFENet trained on.
 """
 
 from __future__ import annotations
@@ -25,12 +28,21 @@ from .sources import MIN_CLASS_PIXELS
 from .validation import DataError, check_pair, prepare_command, read_label, read_rgb_image, require_path
 
 VOC_DIR = Path("VOCdevkit") / "VOC2012"
-SBD_LIST_DIR = Path("benchmark_RELEASE") / "dataset"
+SBD_TRAIN_LIST = Path("benchmark_RELEASE") / "dataset" / "train_noval.txt"
 LIST_DIR = Path("lists") / "pascal"
 
 
 def _read_id_list(path: Path) -> list[str]:
     return [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+
+
+def pfenet_pascal_lists(voc_train: list[str], voc_val: list[str], sbd_train_noval: list[str]) -> dict[str, list[str]]:
+    """PFENet's rule on the three published lists: train = (VOC train ∪ SBD train_noval) − VOC val, test = VOC val.
+
+    VOC val is removed again although train_noval should hold none of it, so a stray id can never leak into training.
+    Both lists are deduplicated and sorted (the order episodes rely on)."""
+    val = set(voc_val)
+    return {"train": sorted((set(voc_train) | set(sbd_train_noval)) - val), "test": sorted(val)}
 
 
 def derive_pascal_lists(root: str | Path) -> dict[str, list[str]]:
@@ -42,9 +54,8 @@ def derive_pascal_lists(root: str | Path) -> dict[str, list[str]]:
     seg_lists = root / VOC_DIR / "ImageSets" / "Segmentation"
     voc_train = _read_id_list(require_path(seg_lists / "train.txt", "pascal", "VOC 2012 train list", root))
     voc_val = _read_id_list(require_path(seg_lists / "val.txt", "pascal", "VOC 2012 val list", root))
-    sbd_train = _read_id_list(require_path(root / SBD_LIST_DIR / "train.txt", "pascal", "SBD train list", root))
-    val = set(voc_val)
-    lists = {"train": sorted((set(voc_train) | set(sbd_train)) - val), "test": sorted(val)}
+    sbd_train = _read_id_list(require_path(root / SBD_TRAIN_LIST, "pascal", "SBD train_noval list", root))
+    lists = pfenet_pascal_lists(voc_train, voc_val, sbd_train)
     images = require_path(root / VOC_DIR / "JPEGImages", "pascal", "VOC JPEGImages folder", root)
     masks = require_path(root / VOC_DIR / "SegmentationClassAug", "pascal", "SegmentationClassAug folder", root)
     for split, ids in lists.items():

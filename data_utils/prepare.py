@@ -4,8 +4,9 @@ Every download is listed once, in ``REGISTRY``. Downloads (``data_utils.download
 counted against ``Content-Length``, retried, refused when they are an HTML page, checked against their sha256 or MD5
 where one is recorded (``None`` means no trustworthy digest was available: the archive must then open and list
 completely, and the command prints the sha256 it computed so it can be recorded), and are skipped once verified.
-Archives are extracted once (a marker file remembers it). Afterwards the protocol lists and the 2,048-pixel class index
-are derived from the datasets' own files and written to the data root.
+Archives are extracted once (a marker file remembers it); a plain file (a list) is copied to its place. Afterwards
+the protocol lists and the 2,048-pixel class index are derived from the datasets' own files and written to the data
+root.
 
 Problems the user can fix (a :class:`~data_utils.errors.UserError`) end the command with one line ``error: ...`` and
 exit status 2; ``--debug`` shows their traceback. Every other exception is a bug and keeps its traceback.
@@ -14,6 +15,7 @@ exit status 2; ``--debug`` shows their traceback. Every other exception is a bug
 from __future__ import annotations
 
 import argparse
+import filecmp
 import os
 import shutil
 import sys
@@ -28,7 +30,7 @@ from tqdm.auto import tqdm
 
 from .download import Opener, Resource, download, extracted_marker, file_digests, verify
 from .errors import BadArgumentError, DatasetNotFoundError, DownloadError, UserError
-from .files import atomic_write_text, remove_orphan_temp_files
+from .files import atomic_write, atomic_write_text, remove_orphan_temp_files
 from .sources import DATA_ENV, default_data_root
 from .validation import prepare_command
 
@@ -47,12 +49,16 @@ REGISTRY: dict[str, tuple[Resource, ...]] = {
             sha256=None,
             extract_to="VOCdevkit/VOC2012",
         ),
+        # SBD's training ids without the VOC 2012 val images, published beside SBD: PFENet's training list is VOC
+        # train plus these. One small list instead of the 1.4 GB SBD tarball, whose masks are not needed
+        # (SegmentationClassAug above holds them).
         Resource(
-            url="http://www.eecs.berkeley.edu/Research/Projects/CS/vision/grouping/semantic_contours/benchmark.tgz",
-            filename="benchmark.tgz",
+            url="https://www.cs.cornell.edu/~bharathh/train_noval.txt",
+            filename="train_noval.txt",
             sha256=None,
-            extract_to=".",
-            members=("benchmark_RELEASE/dataset/train.txt", "benchmark_RELEASE/dataset/val.txt"),
+            md5="79bff800c5f0b1ec6b21080a3c066722",  # the MD5 torchvision's SBD loader checks
+            extract_to="benchmark_RELEASE/dataset",
+            archive=False,
         ),
     ),
     "coco": (
@@ -119,6 +125,16 @@ def extract(archive: Path, destination: Path, members: tuple[str, ...] | None = 
     atomic_write_text("ok\n", marker)
 
 
+def place(path: Path, destination: Path) -> None:
+    """Copy a verified plain file to where the loaders look for it, atomically, unless an identical copy is there.
+
+    Compared byte for byte rather than remembered by a marker, so a copy edited or damaged by hand is replaced."""
+    if destination.is_file() and filecmp.cmp(path, destination, shallow=False):
+        return
+    with open(path, "rb") as source:
+        atomic_write(destination, lambda file: shutil.copyfileobj(source, file))
+
+
 def check_dataset(dataset: str) -> str:
     if dataset not in REGISTRY:
         raise BadArgumentError(f"unknown dataset {dataset!r}; expected one of {sorted(REGISTRY)}")
@@ -127,14 +143,17 @@ def check_dataset(dataset: str) -> str:
 
 def fetch(dataset: str, root: Path, opener: Opener = urllib.request.urlopen,
           log: Callable[[str], None] = print) -> None:
-    """Download, verify and extract every registry entry of ``dataset`` into ``root`` (``root/downloads`` keeps the
-    archives)."""
+    """Download, verify and extract (or, for a plain file, place) every registry entry of ``dataset`` into ``root``
+    (``root/downloads`` keeps the downloaded files)."""
     check_dataset(dataset)
     command = f"{prepare_command(dataset)} --root {root}"
     remove_orphan_temp_files(root / "downloads")
     for resource in REGISTRY[dataset]:
-        archive = download(resource, root / "downloads", opener=opener, log=log, command=command)
-        extract(archive, root / resource.extract_to, resource.members, command)
+        path = download(resource, root / "downloads", opener=opener, log=log, command=command)
+        if resource.archive:
+            extract(path, root / resource.extract_to, resource.members, command)
+        else:
+            place(path, root / resource.extract_to / resource.filename)
 
 
 def derive(dataset: str, root: Path, log: Callable[[str], None] = print) -> dict[str, int]:
@@ -210,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 __all__ = ["REGISTRY", "Resource", "check_root", "derive", "download", "extract", "fetch", "file_digests", "main",
-           "verify"]
+           "place", "verify"]
 
 
 if __name__ == "__main__":

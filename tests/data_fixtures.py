@@ -10,6 +10,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from data_utils.folds import PASCAL_CLASSES
+from data_utils.sources import SegmentationSource
+
 # The 80 COCO 2014 category ids (1..90 with the 10 unused ids left out), written out independently of the code.
 COCO_CATEGORY_IDS = [
     1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 27, 28, 31, 32, 33, 34,
@@ -68,10 +71,14 @@ PASCAL_IMAGES: dict[str, tuple[int, int, list[tuple[int, int, int, int, int]]]] 
     "2008_000005": (90, 70, [(1, 20, 10, 55, 50)]),                         # SBD only
     "2008_000006": (80, 100, [(3, 10, 10, 50, 50)]),                        # val
     "2008_000007": (80, 100, [(1, 10, 40, 50, 50)]),                        # val
+    "2008_000008": (80, 100, [(1, 10, 10, 60, 60), (6, 0, 75, 50, 25)]),    # SBD train.txt only, not train_noval
 }
 VOC_TRAIN = ["2007_000001", "2007_000002"]
 VOC_VAL = ["2007_000003", "2007_000004", "2008_000006", "2008_000007"]
-SBD_TRAIN = ["2007_000002", "2008_000005", "2007_000003"]  # a duplicate of VOC train and one VOC val image
+# SBD's train.txt holds VOC val images and more; train_noval.txt is what PFENet trains on. This train_noval keeps one
+# VOC val id that the derivation must still drop, and a duplicate of VOC train.
+SBD_TRAIN = ["2007_000002", "2008_000005", "2007_000003", "2008_000008"]
+SBD_TRAIN_NOVAL = ["2008_000005", "2007_000002", "2007_000003", "2008_000005"]
 
 
 def write_pascal_fixture(root: Path) -> Path:
@@ -88,7 +95,38 @@ def write_pascal_fixture(root: Path) -> Path:
     sbd.mkdir(parents=True, exist_ok=True)
     (sbd / "train.txt").write_text("\n".join(SBD_TRAIN) + "\n")
     (sbd / "val.txt").write_text("2007_000004\n")
+    (sbd / "train_noval.txt").write_text("\n".join(SBD_TRAIN_NOVAL) + "\n")
     return root
+
+
+# id -> [(class, box side)] of a 32 x 32 label. With MULTI_MIN_PIXELS = 40 an 8-px box (64 px) counts, a 4-px box
+# (16 px) does not. Fold 0 of PASCAL trains on classes 6..20 and tests on 1..5. Every training class is the first
+# class of two images and the second of two more; some images add a novel class or a too-small training class; three
+# images hold no eligible training class at all.
+MULTI_MIN_PIXELS = 40
+MULTI_CLASS_IMAGES: dict[str, list[tuple[int, int]]] = {
+    f"img_{j:02d}": [(6 + j % 15, 8), (6 + (j + 5) % 15, 8)]
+    + ([(1 + j % 5, 8)] if j % 4 == 0 else []) + ([(6 + (j + 9) % 15, 4)] if j % 5 == 0 else [])
+    for j in range(30)
+}
+MULTI_CLASS_IMAGES.update({"img_30": [(2, 8), (3, 8)], "img_31": [(4, 8)], "img_32": [(7, 4), (5, 8)]})
+
+
+class MultiClassSource(SegmentationSource):
+    """PASCAL's classes in memory: 32 x 32 labels with several boxes each (flat grey images), for epoch rules."""
+
+    name = "pascal"
+    classes = PASCAL_CLASSES
+    min_pixels = MULTI_MIN_PIXELS
+
+    def image_ids(self, split: str) -> list[str]:
+        return sorted(MULTI_CLASS_IMAGES)
+
+    def load(self, image_id: str) -> tuple[np.ndarray, np.ndarray]:
+        corners = [(0, 0), (0, 16), (16, 0), (16, 16)]
+        label = box_label(32, 32, [(c, *corners[n], side, side) for n, (c, side) in
+                                   enumerate(MULTI_CLASS_IMAGES[image_id])], band=False)
+        return np.full((32, 32, 3), 128, np.uint8), label
 
 
 def _polygon(top: int, left: int, h: int, w: int) -> list[list[float]]:

@@ -9,7 +9,8 @@ import os
 
 import numpy as np
 import pytest
-from data_fixtures import PASCAL_IMAGES, box_label, save_palette_png, write_pascal_fixture
+from data_fixtures import (PASCAL_IMAGES, SBD_TRAIN, SBD_TRAIN_NOVAL, VOC_TRAIN, VOC_VAL, box_label, save_palette_png,
+                           write_pascal_fixture)
 
 from data_utils.datasets import episodes_for_dataset
 from data_utils.episodes import EpisodeDataset
@@ -28,9 +29,29 @@ def test_lists_follow_the_pfenet_protocol(root):
     lists_dir = root / "lists" / "pascal"
     train = lists_dir.joinpath("train.txt").read_text().split()
     test = lists_dir.joinpath("test.txt").read_text().split()
-    # VOC train ∪ SBD train, minus VOC val, no duplicates; test = VOC val
+    # (VOC train ∪ SBD train_noval) minus VOC val, no duplicates, sorted; test = VOC val
+    assert train == sorted((set(VOC_TRAIN) | set(SBD_TRAIN_NOVAL)) - set(VOC_VAL))
     assert train == ["2007_000001", "2007_000002", "2008_000005"]
     assert test == ["2007_000003", "2007_000004", "2008_000006", "2008_000007"]
+
+
+def test_sbd_train_txt_is_not_the_training_list(root):
+    """PFENet trains on SBD's train_noval.txt: an id only in SBD's train.txt stays out (its files exist), and an id of
+    VOC val stays out even when an SBD list names it."""
+    train = (root / "lists/pascal/train.txt").read_text().split()
+    assert "2008_000008" in SBD_TRAIN and "2008_000008" not in SBD_TRAIN_NOVAL
+    assert (root / "VOCdevkit/VOC2012/SegmentationClassAug/2008_000008.png").is_file()
+    assert "2008_000008" not in train
+    assert "2007_000003" in SBD_TRAIN_NOVAL and "2007_000003" in VOC_VAL and "2007_000003" not in train
+    assert len(train) == len(set(train))  # train_noval's repeated id is listed once
+
+
+def test_a_missing_train_noval_list_names_the_prepare_command(tmp_path):
+    write_pascal_fixture(tmp_path)
+    (tmp_path / "benchmark_RELEASE/dataset/train_noval.txt").unlink()
+    command = f"python -m data_utils.prepare pascal --root {tmp_path}"
+    with pytest.raises(DatasetNotFoundError, match=f"(?s)train_noval.*{command}"):
+        derive_pascal_lists(tmp_path)
 
 
 def test_2048_pixel_rule_decides_which_images_count_for_a_class(root):

@@ -121,6 +121,61 @@ def test_fetch_over_file_url_extracts_selected_members_once(tmp_path, monkeypatc
     assert not (root / "benchmark_RELEASE/dataset/train.txt").exists()
 
 
+def _plain_list(tmp_path: Path, text: str = "2008_000005\n2007_000002\n") -> tuple[Path, str]:
+    source = tmp_path / "src" / "train_noval.txt"
+    source.parent.mkdir(exist_ok=True)
+    source.write_text(text)
+    return source, hashlib.md5(source.read_bytes()).hexdigest()
+
+
+def test_fetch_places_a_plain_file_verified_by_its_md5(tmp_path, monkeypatch):
+    source, md5 = _plain_list(tmp_path)
+    resource = Resource(source.as_uri(), "train_noval.txt", None, "benchmark_RELEASE/dataset", md5=md5, archive=False)
+    monkeypatch.setitem(REGISTRY, "pascal", (resource,))
+    root, requests = tmp_path / "data", []
+
+    def opener(request, timeout=None):
+        requests.append(request.full_url)
+        return urllib.request.urlopen(request, timeout=timeout)
+
+    fetch("pascal", root, opener=opener, log=lambda m: None)
+    placed = root / "benchmark_RELEASE/dataset/train_noval.txt"
+    assert placed.read_bytes() == source.read_bytes()
+    assert (root / "downloads/train_noval.txt.verified").is_file()
+    assert not (root / "downloads/train_noval.txt.extracted").exists()  # nothing was unpacked
+    placed.write_text("edited by hand\n")
+    fetch("pascal", root, opener=opener, log=lambda m: None)  # the verified download is placed again
+    assert placed.read_bytes() == source.read_bytes() and len(requests) == 1
+
+
+def test_a_plain_file_with_the_wrong_md5_is_deleted_and_not_placed(tmp_path, monkeypatch):
+    source, _ = _plain_list(tmp_path)
+    resource = Resource(source.as_uri(), "train_noval.txt", None, "lists", md5="0" * 32, archive=False)
+    monkeypatch.setitem(REGISTRY, "pascal", (resource,))
+    with pytest.raises(DownloadError, match="not the published 0000"):
+        fetch("pascal", tmp_path / "data", log=lambda m: None)
+    assert not (tmp_path / "data/downloads/train_noval.txt").exists()
+    assert not (tmp_path / "data/lists/train_noval.txt").exists()
+
+
+def test_a_plain_file_needs_a_digest_and_has_no_members():
+    with pytest.raises(ValueError, match="needs a sha256 or an MD5"):
+        Resource("http://example.invalid/a.txt", "a.txt", None, ".", archive=False)
+    with pytest.raises(ValueError, match="a plain file has none"):
+        Resource("http://example.invalid/a.txt", "a.txt", None, ".", ("x",), md5="0" * 32, archive=False)
+
+
+def test_pascal_registry_fetches_sbd_train_noval_not_the_sbd_tarball():
+    """The digest is the one torchvision records for the same file, not one made up here."""
+    from torchvision.datasets import SBDataset
+
+    entries = {r.filename: r for r in REGISTRY["pascal"]}
+    assert "benchmark.tgz" not in entries
+    noval = entries["train_noval.txt"]
+    assert not noval.archive and noval.extract_to == "benchmark_RELEASE/dataset"
+    assert (noval.url, noval.md5) == (SBDataset.voc_train_url, SBDataset.voc_split_md5)
+
+
 def test_extract_reports_missing_members(tmp_path):
     archive = tmp_path / "a.tar"
     with tarfile.open(archive, "w") as tf:
