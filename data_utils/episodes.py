@@ -10,6 +10,8 @@
   seeded permutation of all (image, class) pairs, taken cyclically (every pair once before any repeats).
 * Training episodes are random: episode ``i`` of epoch ``e`` comes from ``default_rng([seed, e, i])``, so DataLoader
   workers agree without sharing state; call ``set_epoch`` to get new episodes each epoch.
+* ``per_image=True`` is PFENet's training epoch: one pass over the images that hold at least one eligible class, each
+  image once, in a seeded order per epoch, with the episode's class drawn among that image's eligible classes.
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ from .validation import IGNORE_INDEX, DataError, check_pair, check_shots
 
 DEFAULT_TEST_EPISODES = 1000
 _TRAIN_STREAM = 0x7EA1  # separates training draws from the test list in the RNG's seed sequence
+# Per-image epochs: one stream orders the images, the other draws each episode's class and supports. They differ so
+# that [seed, order, e] can never equal [seed, episode, e, 0] (a seed sequence ignores trailing zeros).
+_IMAGE_ORDER_STREAM = 0x1A6E
+_IMAGE_EPISODE_STREAM = 0x1A6F
 
 
 @dataclass(frozen=True)
@@ -54,25 +60,30 @@ class EpisodeDataset(Dataset):
         fold: int,
         split: Split,
         shots: int,
-        episodes: int = DEFAULT_TEST_EPISODES,
+        episodes: int | None = DEFAULT_TEST_EPISODES,
         seed: int = 0,
         transform: Callable[[np.ndarray, np.ndarray], tuple[torch.Tensor, torch.Tensor]] | None = None,
         classes: Sequence[int] | None = None,
         fixed: bool | None = None,
+        per_image: bool = False,
     ) -> None:
         """``classes`` overrides the fold's classes of ``split`` (e.g. to study one class); ids are checked.
 
         ``fixed`` (default: only for the test split) draws one seeded episode list and adds the evaluation keys, so
         ``dpcn_lite.evaluate`` can also score training images (the diagnosis's training fit).
+
+        ``episodes=None`` is one pass: one episode per (image, class) pair, or with ``per_image=True`` one per image
+        (PFENet's epoch, for training; not with ``fixed``). A per-image epoch has exactly one episode per eligible
+        image, so any other number is refused.
         """
         self.source = source
         self.fold = fold
         self.split = check_split(split)
         self.shots = check_shots(shots)
-        if int(episodes) < 1:
+        if episodes is not None and int(episodes) < 1:
             raise ValueError(f"episodes must be >= 1, got {episodes}")
-        self.episodes = int(episodes)
         self.seed = int(seed)
+        self.per_image = bool(per_image)
         self.transform = transform if transform is not None else plain_transform(IMAGENET_NORMALIZATION)
         fold_classes = source.fold_classes(fold, split)
         if classes is None:
@@ -94,8 +105,22 @@ class EpisodeDataset(Dataset):
             )
         # all (image, class) pairs in a fixed order: class, then image id
         self.pairs: list[tuple[str, int]] = [(i, c) for c in self.classes for i in self.candidates[c]]
-        self.epoch = 0
+        # every image with at least one eligible class, sorted, with those classes in increasing order
+        image_classes: dict[str, list[int]] = {}
+        for image_id, class_id in self.pairs:
+            image_classes.setdefault(image_id, []).append(class_id)
+        self.image_classes: dict[str, tuple[int, ...]] = {i: tuple(image_classes[i]) for i in sorted(image_classes)}
+        self.images: list[str] = list(self.image_classes)
         fixed = split == "test" if fixed is None else fixed
+        if self.per_image and fixed:
+            raise ValueError("per_image is PFENet's training epoch; a fixed (test) list takes (image, class) pairs")
+        one_pass = len(self.images) if self.per_image else len(self.pairs)
+        if self.per_image and episodes is not None and int(episodes) != one_pass:
+            raise ValueError(f"a per-image epoch holds each of the {one_pass} eligible images once; got "
+                             f"episodes={episodes} (pass episodes=None)")
+        self.episodes = one_pass if episodes is None else int(episodes)
+        self.epoch = 0
+        self._order: tuple[int, np.ndarray] | None = None  # (epoch, image permutation) of the last per-image epoch
         self._fixed: list[EpisodeSpec] | None = self._make_test_list() if fixed else None
 
     # ---------------------------------------------------------------------------------------------------------------
@@ -123,9 +148,23 @@ class EpisodeDataset(Dataset):
             raise IndexError(f"episode {index} out of range 0..{self.episodes - 1}")
         if self._fixed is not None:
             return self._fixed[index]
-        rng = np.random.default_rng([self.seed, _TRAIN_STREAM, self.epoch, index])
-        query_id, class_id = self.pairs[int(rng.integers(len(self.pairs)))]
+        if self.per_image:
+            query_id = self.images[int(self._image_order()[index])]
+            rng = np.random.default_rng([self.seed, _IMAGE_EPISODE_STREAM, self.epoch, index])
+            eligible = self.image_classes[query_id]
+            class_id = eligible[int(rng.integers(len(eligible)))]
+        else:
+            rng = np.random.default_rng([self.seed, _TRAIN_STREAM, self.epoch, index])
+            query_id, class_id = self.pairs[int(rng.integers(len(self.pairs)))]
         return EpisodeSpec(query_id, class_id, self._draw_supports(rng, query_id, class_id))
+
+    def _image_order(self) -> np.ndarray:
+        """The epoch's seeded permutation of ``images``: the loop's sampler visits indices in order, so the shuffling
+        lives here; computed once per epoch and process, the same in every process."""
+        if self._order is None or self._order[0] != self.epoch:
+            rng = np.random.default_rng([self.seed, _IMAGE_ORDER_STREAM, self.epoch])
+            self._order = (self.epoch, rng.permutation(len(self.images)))
+        return self._order[1]
 
     def episode_list(self) -> list[EpisodeSpec]:
         """Every episode's spec (for test episodes: the fixed list)."""
@@ -167,7 +206,7 @@ class EpisodeDataset(Dataset):
 
     def __repr__(self) -> str:
         return (f"EpisodeDataset({self.source!r}, fold={self.fold}, split={self.split!r}, shots={self.shots}, "
-                f"episodes={self.episodes}, seed={self.seed})")
+                f"episodes={self.episodes}, seed={self.seed}{', per_image=True' if self.per_image else ''})")
 
 
 _STACKED = ("query_image", "query_mask", "support_images", "support_masks")
