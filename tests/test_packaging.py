@@ -48,3 +48,21 @@ def test_constraints_pin_every_direct_dependency_exactly() -> None:
 def test_pyproject_uses_lower_bounds_only_so_colab_keeps_its_torch() -> None:
     for requirement in _pyproject()["dependencies"]:
         assert "==" not in requirement and "<" not in requirement, requirement
+
+
+def _lower_bound(name: str) -> tuple[int, ...]:
+    requirement = next(r for r in _pyproject()["dependencies"] if _name(r) == name)
+    return tuple(int(part) for part in re.search(r">=\s*([\d.]+)", requirement).group(1).split("."))
+
+
+def test_torch_lower_bounds_cover_the_apis_the_code_uses() -> None:
+    """A bound below these would let pip keep a torch or torchvision the code fails on."""
+    code = "\n".join(p.read_text() for folder in ("dpcn_lite", "data_utils") for p in (ROOT / folder).rglob("*.py"))
+    torch, torchvision = _lower_bound("torch"), _lower_bound("torchvision")
+    if "def make_params" in code:  # v2.Transform's public hooks; before 0.21 they were _get_params/_transform
+        assert torchvision >= (0, 21)
+    if "torch.amp.GradScaler" in code:
+        assert torch >= (2, 3)
+    if "tv_tensors" in code:
+        assert torchvision >= (0, 16)
+    assert torch[:2] == (2, torchvision[1] - 15), "torchvision 0.N is built for torch 2.(N-15): keep the pair"
