@@ -118,6 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     budget.add_argument("--lr", type=_positive_number, default=None, dest="base_lr", help="base learning rate")
     budget.add_argument("--lr-scale", type=_positive_number, default=None,
                         help="multiplies --lr; 10 reproduces PFENet's hidden x10 (see docs/training.md)")
+    budget.add_argument("--head-lr-scale", type=_positive_number, default=None,
+                        help="multiplies the head's LR (default: 10 for the paper preset, PFENet's convention; else 1)")
+    budget.add_argument("--backbone-lr-scale", type=_positive_number, default=None,
+                        help="multiplies the LR of the trainable backbone stage (default 1)")
     budget.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
                         help="sgd (momentum 0.9, the paper's family) or adamw (the cpu preset's default)")
     budget.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
@@ -175,6 +179,7 @@ def _train(args: argparse.Namespace) -> int:
     if overrides and args.model != "dpcn":
         raise BadArgumentError("--no-sam/--no-ffm/--no-dcm switch DPCN's modules; use them with --model dpcn.")
     options = dict(epochs=args.epochs, batch_size=args.batch_size, base_lr=args.base_lr, lr_scale=args.lr_scale,
+                   head_lr_scale=args.head_lr_scale, backbone_lr_scale=args.backbone_lr_scale,
                    optimizer=args.optimizer, eval_episodes=args.episodes, num_workers=args.num_workers)
     options = {k: v for k, v in options.items() if v is not None}
     if args.episodes_per_epoch is not None:

@@ -12,8 +12,8 @@
 * **Exact resume.** :func:`capture_rng_state` / :func:`restore_rng_state` save and restore the Python, NumPy and PyTorch
   (CPU and CUDA) random generators, so a resumed run draws the same episodes, dropout masks and augmentations as an
   uninterrupted one.
-* **Exact resume.** :func:`resume_training` checks that the settings match and restores model, optimiser, scheduler,
-  scaler and RNG states.
+* **Exact resume.** :func:`resume_training` checks that the settings (and the number of processes) match and restores
+  model, optimiser, scheduler, scaler and every process's RNG state.
 * **Small published checkpoints.** :func:`load_pretrained` loads a checkpoint shipped inside the package (only the
   trainable head is stored when the backbone is the frozen pretrained Lite0), after checking its sha256.
 """
@@ -90,7 +90,8 @@ def capture_rng_state() -> dict[str, Any]:
 
 
 def restore_rng_state(state: dict[str, Any]) -> None:
-    """Inverse of :func:`capture_rng_state`."""
+    """Inverse of :func:`capture_rng_state`. The states must be CPU tensors (load checkpoints with
+    ``map_location="cpu"``); CUDA generators are restored per device when CUDA is available."""
     python = state["python"]
     random.setstate((python["version"], tuple(int(v) for v in python["internal"].tolist()), python["gauss"]))
     numpy_state = state["numpy"]
@@ -103,9 +104,9 @@ def restore_rng_state(state: dict[str, Any]) -> None:
             numpy_state["cached_gaussian"],
         )
     )
-    torch.set_rng_state(state["torch"])
+    torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([generator.cpu() for generator in state["cuda"]])
 
 
 # --- files with a recorded sha256 ------------------------------------------------------------------------------------
@@ -168,12 +169,16 @@ def _record(model_name: str, model_config: dict[str, Any], train_config: dict[st
 
 def training_checkpoint(cfg: TrainConfig, model: FewShotSegmenter, optimizer: torch.optim.Optimizer,
                         scheduler: Any, scaler: torch.amp.GradScaler, epoch: int, iteration: int,
-                        history: list[dict]) -> dict[str, Any]:
-    """Everything an exact resume needs, after ``epoch`` epochs (``iteration`` optimiser steps)."""
+                        history: list[dict], rng_states: list[dict] | None = None) -> dict[str, Any]:
+    """Everything an exact resume needs, after ``epoch`` epochs (``iteration`` optimiser steps).
+
+    ``rng_states`` holds every process's RNG state (DDP; one per rank); ``rng_state`` is rank 0's."""
+    rng_states = rng_states or [capture_rng_state()]
     return _record(cfg.model, model.config.to_dict(), cfg.to_dict(), model.state_dict(),
                    {"epoch": epoch, "iteration": iteration, "history": history},
                    optimizer_state=optimizer.state_dict(), scheduler_state=scheduler.state_dict(),
-                   scaler_state=scaler.state_dict(), rng_state=capture_rng_state())
+                   scaler_state=scaler.state_dict(), rng_state=rng_states[0], rng_states=rng_states,
+                   world_size=len(rng_states))
 
 
 def head_only_state(model: FewShotSegmenter) -> dict[str, torch.Tensor]:
@@ -202,14 +207,18 @@ def resume_differences(state: dict[str, Any], cfg: TrainConfig) -> dict[str, tup
 
 
 def resume_training(state: dict[str, Any], cfg: TrainConfig, model: FewShotSegmenter,
-                    optimizer: torch.optim.Optimizer, scheduler: Any,
-                    scaler: torch.amp.GradScaler) -> tuple[int, int, list[dict]]:
-    """Load a training checkpoint into the run's objects; returns ``(epoch, iteration, history)`` to continue from.
+                    optimizer: torch.optim.Optimizer, scheduler: Any, scaler: torch.amp.GradScaler,
+                    rank: int = 0, world_size: int = 1) -> tuple[int, int, list[dict]]:
+    """Load a training checkpoint (read on the CPU) into the run's objects; returns ``(epoch, iteration, history)``.
 
     Refuses (``ResumeMismatchError``, listing each difference) a checkpoint trained with any other setting than the
-    harmless ``RESUME_MAY_DIFFER``: a resumed run must be the run it continues.
+    harmless ``RESUME_MAY_DIFFER``, or by another number of processes: a resumed run must be the run it continues.
+    Each process restores its own RNG state; the optimiser moves its state to the parameters' device itself.
     """
     different = resume_differences(state, cfg)
+    saved_world = int(state.get("world_size", 1))
+    if saved_world != world_size:
+        different["processes (torchrun --nproc_per_node)"] = (saved_world, world_size)
     if different:
         listed = "; ".join(f"{k}: {old!r} in the checkpoint, {new!r} now" for k, (old, new) in different.items())
         raise ResumeMismatchError(f"Cannot resume with other settings than the run used ({listed}). Resume with the "
@@ -218,7 +227,7 @@ def resume_training(state: dict[str, Any], cfg: TrainConfig, model: FewShotSegme
     optimizer.load_state_dict(state["optimizer_state"])
     scheduler.load_state_dict(state["scheduler_state"])
     scaler.load_state_dict(state["scaler_state"])
-    restore_rng_state(state["rng_state"])
+    restore_rng_state(state.get("rng_states", [state["rng_state"]])[rank])
     return state["epoch"], state["iteration"], list(state["history"])
 
 

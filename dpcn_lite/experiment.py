@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-import torch.distributed as dist
 
 from data_utils.datasets import get_source
 from data_utils.episodes import EpisodeDataset
@@ -28,7 +27,8 @@ from dpcn_lite.base import FewShotSegmenter
 from dpcn_lite.config import TrainConfig
 from dpcn_lite.evaluate import evaluate_seeds, prediction_rows, write_metrics
 from dpcn_lite.feature_cache import FeatureCache
-from dpcn_lite.loop import TrainResult, distributed_context, fit
+from dpcn_lite.distributed import distributed_context
+from dpcn_lite.loop import TrainResult, fit
 from dpcn_lite.model import build_model
 from dpcn_lite.run_folder import check_run_folder, claimed_run_folder
 from dpcn_lite.utils import seed_everything
@@ -67,8 +67,9 @@ def episodes_for_config(cfg: TrainConfig, split: str, *, seed: int, episodes: in
                         augment: bool = False, source: SegmentationSource | None = None) -> EpisodeDataset:
     """An ``EpisodeDataset`` of fold ``cfg.fold``: ``split="train"`` on the base classes, ``"test"`` on the novel ones.
 
-    Image size and normalisation are the model's. ``episodes=None`` means one episode per (image, class) pair of the
-    split: PFENet's "one pass" epoch.
+    Image size and normalisation are the model's. ``episodes=None`` means one pass: for training, PFENet's epoch (each
+    training image once, its class drawn among its eligible base classes); for testing, one episode per (image, class)
+    pair.
     """
     model_config = cfg.model_config()
     normalization = normalization_of(model_config.backbone)
@@ -78,12 +79,8 @@ def episodes_for_config(cfg: TrainConfig, split: str, *, seed: int, episodes: in
     classes = None
     if split == "train" and cfg.train_on_novel:
         classes = source.fold_classes(cfg.fold, "train") + source.fold_classes(cfg.fold, "test")
-    dataset = EpisodeDataset(source, fold=cfg.fold, split=split, shots=cfg.shots, episodes=episodes or 1, seed=seed,
-                             transform=transform, classes=classes)
-    if episodes is None:
-        dataset = EpisodeDataset(source, fold=cfg.fold, split=split, shots=cfg.shots, episodes=len(dataset.pairs),
-                                 seed=seed, transform=transform, classes=classes)
-    return dataset
+    return EpisodeDataset(source, fold=cfg.fold, split=split, shots=cfg.shots, episodes=episodes, seed=seed,
+                          transform=transform, classes=classes, per_image=episodes is None and split == "train")
 
 
 # ======================================================================================================================
@@ -107,19 +104,22 @@ def train(
     ``on_epoch_end(row)`` is called after each epoch's checkpoint with that epoch's log row. ``feature_cache`` lets
     several runs on the same frozen backbone share one cache (otherwise a fresh one is made when the backbone is frozen).
     """
-    ctx = distributed_context(device)
-    seed_everything(cfg.seed + ctx.rank)  # before the model: its initial weights come from this seed
-    model = build_model(cfg.model, cfg.model_config()).to(ctx.device)
-    use_cache = cfg.feature_cache and not model.backbone.has_trainable_parameters
-    train_set = episodes_for_config(cfg, "train", seed=cfg.seed, episodes=cfg.episodes_per_epoch,
-                                    augment=cfg.augment and not use_cache)
-    cache = None
-    if use_cache:
-        key = source_key(cfg)
-        cache = feature_cache.check_key(key, model, getattr(torch, cfg.cache_dtype)) if feature_cache is not None else \
-            FeatureCache(model, dtype=getattr(torch, cfg.cache_dtype), key=key)
-    return fit(cfg, model, train_set, ctx, run_dir, resume=resume, progress=progress, on_epoch_end=on_epoch_end,
-               feature_cache=cache)
+    ctx = distributed_context(device)  # joins torchrun's process group, unless the caller already did
+    try:
+        seed_everything(cfg.seed + ctx.rank)  # before the model: its initial weights come from this seed
+        model = build_model(cfg.model, cfg.model_config()).to(ctx.device)
+        use_cache = cfg.feature_cache and not model.backbone.has_trainable_parameters
+        train_set = episodes_for_config(cfg, "train", seed=cfg.seed, episodes=cfg.episodes_per_epoch,
+                                        augment=cfg.augment and not use_cache)
+        cache = None
+        if use_cache:
+            key, dtype = source_key(cfg), getattr(torch, cfg.cache_dtype)
+            cache = feature_cache.check_key(key, model, dtype) if feature_cache is not None else \
+                FeatureCache(model, dtype=dtype, key=key)
+        return fit(cfg, model, train_set, ctx, run_dir, resume=resume, progress=progress, on_epoch_end=on_epoch_end,
+                   feature_cache=cache)
+    finally:
+        ctx.close()
 
 
 # ======================================================================================================================
@@ -149,11 +149,24 @@ def run_experiment(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = Fals
     ``training_curves.png`` and ``predictions.png``. With a frozen backbone, training uses a feature cache and
     evaluation a float32 one (exact); pass ``train_cache``/``test_cache`` to share them between runs. The folder is
     checked and claimed first (``dpcn_lite.run_folder``): a foreign, busy or missing run stops before any work.
+
+    Under ``torchrun`` every process trains; then process 0 alone evaluates and writes while the others wait, and
+    only process 0 returns the metrics (the others return ``{}``).
     """
-    run_dir = check_run_folder(run_dir, resume=resume)
-    with claimed_run_folder(run_dir, resume=resume):
-        return _run_experiment(cfg, run_dir, resume=resume, progress=progress, device=device, train_cache=train_cache,
-                               test_cache=test_cache, figures=figures)
+    ctx = distributed_context(device)  # joined here, so that the process group outlives training
+    try:
+        if not ctx.is_main:
+            train(cfg, run_dir, resume=resume, progress=False, device=device, feature_cache=train_cache)
+            ctx.barrier()  # wait while process 0 evaluates and writes the run folder
+            return {}
+        run_dir = check_run_folder(run_dir, resume=resume)
+        with claimed_run_folder(run_dir, resume=resume):
+            metrics = _run_experiment(cfg, run_dir, resume=resume, progress=progress, device=device,
+                                      train_cache=train_cache, test_cache=test_cache, figures=figures)
+        ctx.barrier()
+        return metrics
+    finally:
+        ctx.close()
 
 
 def _run_experiment(cfg: TrainConfig, run_dir: Path, *, resume: bool, progress: bool,
@@ -161,8 +174,6 @@ def _run_experiment(cfg: TrainConfig, run_dir: Path, *, resume: bool, progress: 
                     test_cache: FeatureCache | None, figures: bool) -> dict[str, Any]:
     """:func:`run_experiment` in its claimed folder."""
     result = train(cfg, run_dir, resume=resume, progress=progress, device=device, feature_cache=train_cache)
-    if dist.is_available() and dist.is_initialized() and dist.get_rank() != 0:
-        return {}
     model = result.model
     eval_device = next(model.parameters()).device
     source = make_source(cfg)
@@ -189,6 +200,9 @@ def _run_experiment(cfg: TrainConfig, run_dir: Path, *, resume: bool, progress: 
         "train_seconds": result.seconds,
         "eval_seconds": time.perf_counter() - started,
         "final_train_loss": result.history[-1]["loss"] if result.history else None,
+        "processes": (result.run_info or {}).get("world_size", 1),
+        **({"weights_checksum_per_process": result.run_info["weights_checksum_per_process"]}
+           if result.run_info and "weights_checksum_per_process" in result.run_info else {}),
         **{k: metrics[k] for k in ("fg_IoU", "bg_IoU", "units", "per_seed", "hole_fill", "body_fill") if k in metrics},
     }
     write_metrics(metrics, run_dir / "metrics.json")

@@ -4,20 +4,19 @@ The loop (:func:`fit`) is the paper's recipe (notes §2):
 
 * SGD, momentum 0.9, weight decay 1e-4, over the trainable parameters only (the frozen backbone is left out); the
   ``cpu`` preset uses AdamW instead (``TrainConfig.optimizer``; why: ``docs/training.md``);
-* poly learning rate ``lr = base_lr · lr_scale · (1 - iteration / max_iterations) ** 0.9``, updated every iteration
+* two parameter groups, the head and the trainable backbone stage, each at its own LR: ``base_lr · lr_scale ·
+  head_lr_scale`` and ``base_lr · lr_scale · backbone_lr_scale`` (the paper preset: head ×10, the PFENet convention);
+* poly decay of every group, ``lr · (1 - iteration / max_iterations) ** 0.9``, updated every iteration
   (``torch.optim.lr_scheduler.PolynomialLR``);
 * the objective of :meth:`FewShotSegmenter.loss` (``dpcn_lite.losses``): main cross-entropy + λ · reverse loss.
-
-``lr_scale`` makes PFENet's hidden ×10 explicit: PFENet/BAM code multiplies every parameter group's LR by 10, so a
-"0.005" taken from that code family actually trained at 0.05. We default to the paper's number as written
-(``lr_scale=1``) for the paper preset and say so; ``--lr-scale 10`` reproduces the code family's effective LR.
 
 Around the loop: mixed precision on CUDA (``torch.autocast`` + ``GradScaler``; off on CPU), tqdm bars, one JSON line
 per epoch in ``history.jsonl``, an atomic checkpoint at the end of every epoch, exact resume (model, optimiser,
 scheduler, scaler, RNG states, epoch and iteration; the episode order of an epoch is a pure function of seed and
-epoch), and DDP when started by ``torchrun`` (``batch_size`` stays the *total* batch: each of N processes gets
-``batch_size / N`` episodes, and the LR is unchanged). The model, the episodes and an optional feature cache come
-from ``dpcn_lite.experiment``, which also evaluates the result.
+epoch; every process's RNG state is saved), a banner saying where the run runs (``dpcn_lite.run_info``), and DDP when
+started by ``torchrun`` (``dpcn_lite.distributed``: ``batch_size`` stays the *total* batch, each of N processes gets
+``batch_size / N`` episodes and the same number of steps, and the LR is unchanged). The model, the episodes and an
+optional feature cache come from ``dpcn_lite.experiment``, which also evaluates the result.
 """
 
 from __future__ import annotations
@@ -26,91 +25,48 @@ import math
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 import torch.nn as nn
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from data_utils.episodes import EpisodeDataset, collate_episodes, move_batch
 from dpcn_lite.backbones import EpisodeFeatures
-from dpcn_lite.base import FewShotSegmenter
 from data_utils.files import atomic_write, atomic_write_text, strict_json
-from dpcn_lite.checkpoint import load_checkpoint, resume_training, training_checkpoint
+from dpcn_lite.base import FewShotSegmenter
+from dpcn_lite.checkpoint import (capture_rng_state, load_checkpoint, restore_rng_state, resume_training,
+                                  training_checkpoint)
 from dpcn_lite.config import TrainConfig
+from dpcn_lite.distributed import (DistributedContext, EpochSampler, average_over_processes, check_ranks_agree,
+                                   gather_objects, unused_parameters)
 from dpcn_lite.errors import BadArgumentError, TrainingDivergedError
 from dpcn_lite.feature_cache import FeatureCache
 from dpcn_lite.run_folder import claimed_run_folder
-from dpcn_lite.utils import default_device
+from dpcn_lite.run_info import describe_run, format_banner
 
 
-class EpochSampler(Sampler[int]):
-    """Episode indices ``0 .. n-1`` of one epoch, split between DDP processes (rank ``r`` takes every ``world``-th).
-
-    The randomness lives in the dataset: training episode ``i`` of epoch ``e`` is drawn from ``(seed, e, i)``
-    (``EpisodeDataset.set_epoch``), so resuming at an epoch boundary replays exactly the episodes an uninterrupted run
-    would have seen, in any number of processes and workers.
-    """
-
-    def __init__(self, episodes: int, rank: int = 0, world_size: int = 1):
-        self.episodes, self.rank, self.world_size = episodes, rank, world_size
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(range(self.rank, self.episodes, self.world_size))
-
-    def __len__(self) -> int:
-        return len(range(self.rank, self.episodes, self.world_size))
+def parameter_groups(cfg: TrainConfig, model: FewShotSegmenter) -> list[dict]:
+    """The optimiser's groups: ``head`` (every trainable parameter outside the backbone) and, when the backbone's last
+    stage trains, ``backbone``; each at its own LR (``TrainConfig.group_learning_rates``)."""
+    rates = cfg.group_learning_rates
+    head = [p for name, p in model.named_parameters() if p.requires_grad and not name.startswith("backbone.")]
+    backbone = [p for p in model.backbone.parameters() if p.requires_grad]
+    groups = [{"name": "head", "params": head, "lr": rates["head"]}]
+    if backbone:
+        groups.append({"name": "backbone", "params": backbone, "lr": rates["backbone"]})
+    return groups
 
 
-def make_optimizer(cfg: TrainConfig, parameters: list[nn.Parameter]) -> torch.optim.Optimizer:
-    """SGD with momentum (the paper's family), or AdamW (``cfg.optimizer == "adamw"``), at ``cfg.learning_rate``."""
+def make_optimizer(cfg: TrainConfig, model: FewShotSegmenter) -> torch.optim.Optimizer:
+    """SGD with momentum (the paper's family), or AdamW (``cfg.optimizer == "adamw"``), over :func:`parameter_groups`."""
+    groups = parameter_groups(cfg, model)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(parameters, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    return torch.optim.SGD(parameters, lr=cfg.learning_rate, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-
-
-# ======================================================================================================================
-# Distributed training (torchrun)
-# ======================================================================================================================
-
-
-@dataclass
-class DistributedContext:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-    device: torch.device = torch.device("cpu")
-    initialised_here: bool = False
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-def distributed_context(device: torch.device | str | None = None) -> DistributedContext:
-    """Read torchrun's ``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` and join the process group (NCCL on GPUs, else gloo).
-
-    Without those variables this is a plain single-process run.
-    """
-    device = torch.device(device) if isinstance(device, str) else device
-    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
-        return DistributedContext(device=device or default_device())
-    rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-    local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    if torch.cuda.is_available() and (device is None or device.type == "cuda"):
-        torch.cuda.set_device(local_rank)
-        device, backend = torch.device("cuda", local_rank), "nccl"
-    else:
-        device, backend = torch.device("cpu"), "gloo"
-    initialised_here = False
-    if not dist.is_initialized():
-        dist.init_process_group(backend=backend)
-        initialised_here = True
-    return DistributedContext(rank, world_size, local_rank, device, initialised_here)
+        return torch.optim.AdamW(groups, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(groups, lr=cfg.learning_rate, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
 class _LossModule(nn.Module):
@@ -122,13 +78,6 @@ class _LossModule(nn.Module):
 
     def forward(self, batch: dict, features: EpisodeFeatures | None = None) -> dict:
         return self.model.loss(batch, features=features)
-
-
-def _average_over_processes(values: dict[str, float], device: torch.device) -> dict[str, float]:
-    tensor = torch.tensor(list(values.values()), device=device, dtype=torch.float64)
-    dist.all_reduce(tensor)
-    tensor /= dist.get_world_size()
-    return dict(zip(values, tensor.tolist()))
 
 
 # ======================================================================================================================
@@ -143,6 +92,7 @@ class TrainResult:
     history: list[dict]
     checkpoint_path: Path | None
     seconds: float
+    run_info: dict | None = None
 
 
 def _write_history(run_dir: Path, history: list[dict]) -> None:
@@ -152,16 +102,24 @@ def _write_history(run_dir: Path, history: list[dict]) -> None:
 HOLD_ENV = "DPCN_TEST_HOLD"
 """Test-only: ``step:N:FILE`` or ``checkpoint:N:FILE`` makes the loop create FILE and stop itself (SIGSTOP) before
 optimiser step N, or after writing epoch N's checkpoint to its temp file but before the rename, so that a test can
-SIGKILL a real training process at an exact point. Unset in normal use."""
+SIGKILL a real training process at an exact point; ``exit:N:FILE`` makes every process exit (status 75) right after
+epoch N's checkpoint, like an interrupted job. Unset in normal use."""
+HOLD_EXIT_STATUS = 75
+
+
+def _test_hold(point: str, number: int) -> Path | None:
+    """The ready-file of the test hook when it asks to hold at ``point`` number ``number``."""
+    spec = os.environ.get(HOLD_ENV)
+    if not spec:
+        return None
+    kind, at, ready = spec.split(":", 2)
+    return Path(ready) if kind == point and int(at) == number else None
 
 
 def _hold_here(point: str, number: int) -> None:
-    spec = os.environ.get(HOLD_ENV)
-    if not spec:
-        return
-    kind, at, ready = spec.split(":", 2)
-    if kind == point and int(at) == number:
-        Path(ready).write_text(str(os.getpid()))
+    ready = _test_hold(point, number)
+    if ready is not None:
+        ready.write_text(str(os.getpid()))
         os.kill(os.getpid(), signal.SIGSTOP)  # the test kills the process while it is stopped here
 
 
@@ -187,6 +145,19 @@ def _check_finite(loss: float, model: FewShotSegmenter, epoch: int, iteration: i
         raise TrainingDivergedError(f"Training diverged: non-finite weights at the end of epoch {epoch + 1} "
                                     f"(learning rate {lr:.3g}); they were not saved. Lower --lr and start a new "
                                     "--run-dir.")
+
+
+def _find_unused(wrapped: nn.Module, loader: DataLoader, ctx: DistributedContext,
+                 feature_cache: FeatureCache | None) -> bool:
+    """Does one batch's loss leave trainable parameters unused? Decides DDP's ``find_unused_parameters`` (which costs
+    a graph walk every step). The probe restores every RNG, so it changes nothing else of the run."""
+    rng = capture_rng_state()
+    try:
+        batch = move_batch(next(iter(loader)), ctx.device)
+        features = feature_cache.episode_features(batch) if feature_cache is not None else None
+        return bool(unused_parameters(wrapped, wrapped(batch, features)["loss"]))
+    finally:
+        restore_rng_state(rng)
 
 
 def fit(
@@ -221,16 +192,15 @@ def _fit(
     model: FewShotSegmenter,
     train_set: EpisodeDataset,
     ctx: DistributedContext,
-    run_dir: str | Path | None = None,
+    run_dir: Path | None,
     *,
-    resume: bool = False,
-    progress: bool = True,
-    on_epoch_end: Callable[[dict], None] | None = None,
-    feature_cache: FeatureCache | None = None,
+    resume: bool,
+    progress: bool,
+    on_epoch_end: Callable[[dict], None] | None,
+    feature_cache: FeatureCache | None,
 ) -> TrainResult:
     """:func:`fit` inside its claimed run folder."""
     started = time.perf_counter()
-    run_dir = Path(run_dir) if run_dir is not None else None
     checkpoint_path = run_dir / "checkpoint.pt" if run_dir is not None else None
     if cfg.batch_size % ctx.world_size:
         raise BadArgumentError(f"batch_size={cfg.batch_size} must divide evenly over {ctx.world_size} processes.")
@@ -244,29 +214,33 @@ def _fit(
         raise BadArgumentError(f"episodes_per_epoch is smaller than one batch per process ({per_process_batch}).")
     max_iterations = cfg.epochs * steps_per_epoch
 
-    optimizer = make_optimizer(cfg, model.trainable_parameters())
+    optimizer = make_optimizer(cfg, model)
     scheduler = torch.optim.lr_scheduler.PolynomialLR(optimizer, total_iters=max_iterations, power=cfg.poly_power)
     use_amp = cfg.amp and ctx.device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
-    # --- resume -------------------------------------------------------------------------------------------------------
+    # --- resume: the checkpoint is read on the CPU (RNG states must be CPU tensors), then moved where it belongs ---
     start_epoch, iteration, history = 0, 0, []
     if resume and checkpoint_path is not None:
-        state = load_checkpoint(checkpoint_path, map_location=ctx.device)
-        start_epoch, iteration, history = resume_training(state, cfg, model, optimizer, scheduler, scaler)
-        if ctx.is_main and run_dir is not None:
-            _write_history(run_dir, history)  # drop lines of epochs that were logged but not checkpointed
-    elif ctx.is_main and run_dir is not None:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        _write_history(run_dir, [])
-    if ctx.is_main and run_dir is not None:
-        atomic_write_text(strict_json(cfg.resolved_dict(), indent=2) + "\n", run_dir / "config.json")
-
+        state = load_checkpoint(checkpoint_path, map_location="cpu")
+        start_epoch, iteration, history = resume_training(state, cfg, model, optimizer, scheduler, scaler,
+                                                          rank=ctx.rank, world_size=ctx.world_size)
     wrapped: nn.Module = _LossModule(model)
+    find_unused = None
     if ctx.world_size > 1:
+        find_unused = _find_unused(wrapped, loader, ctx, feature_cache)
         wrapped = nn.parallel.DistributedDataParallel(
             wrapped, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
-            find_unused_parameters=True)
+            find_unused_parameters=find_unused)
+    run_info = describe_run(cfg, ctx, episodes_per_epoch=len(train_set), steps_per_epoch=steps_per_epoch,
+                            group_lrs={g["name"]: g["initial_lr"] for g in optimizer.param_groups},
+                            find_unused_parameters=find_unused)
+    if ctx.is_main:
+        print(format_banner(cfg, run_info), flush=True)
+        if run_dir is not None:
+            _write_history(run_dir, history)  # on resume: drops lines of epochs logged but not checkpointed
+            atomic_write_text(strict_json({**cfg.resolved_dict(), "run": run_info}, indent=2) + "\n",
+                              run_dir / "config.json")
 
     # --- epochs ---------------------------------------------------------------------------------------------------------
     for epoch in range(start_epoch, cfg.epochs):
@@ -291,26 +265,32 @@ def _fit(
             for key in sums:
                 sums[key] += float(out[key].detach())
             bar.set_postfix(loss=f"{float(out['loss'].detach()):.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+        rates = {g["name"]: g["lr"] for g in optimizer.param_groups}
         row = {
             "epoch": epoch + 1,
             "iteration": iteration,
-            "lr": scheduler.get_last_lr()[0],
+            "lr": rates["head"],
+            **{f"lr_{name}": lr for name, lr in rates.items()},
             **{key: value / steps_per_epoch for key, value in sums.items()},
             "seconds": time.perf_counter() - epoch_started,
         }
         if ctx.world_size > 1:
-            row.update(_average_over_processes({k: row[k] for k in sums}, ctx.device))
+            row.update(average_over_processes({k: row[k] for k in sums}, ctx.device))
         history.append(row)
-        _check_finite(row["loss"], model, epoch, iteration - 1, scheduler.get_last_lr()[0], check_weights=True)
+        _check_finite(row["loss"], model, epoch, iteration - 1, rates["head"], check_weights=True)
+        rng_states = gather_objects(ctx, capture_rng_state())  # every process's, for an exact resume
         if ctx.is_main and run_dir is not None:
             _save_checkpoint(training_checkpoint(cfg, model, optimizer, scheduler, scaler, epoch + 1, iteration,
-                                                 history), checkpoint_path, epoch + 1)
+                                                 history, rng_states=rng_states), checkpoint_path, epoch + 1)
             with open(run_dir / "history.jsonl", "a", encoding="utf-8") as log:
                 log.write(strict_json(row) + "\n")
         if on_epoch_end is not None:
             on_epoch_end(row)
+        if _test_hold("exit", epoch + 1) is not None:
+            ctx.barrier()  # the checkpoint is on disk before any process leaves
+            os._exit(HOLD_EXIT_STATUS)
 
-    if ctx.initialised_here:
-        dist.destroy_process_group()
+    if ctx.world_size > 1:
+        run_info["weights_checksum_per_process"] = check_ranks_agree(ctx, model)
     model.eval()
-    return TrainResult(model, cfg, history, checkpoint_path, time.perf_counter() - started)
+    return TrainResult(model, cfg, history, checkpoint_path, time.perf_counter() - started, run_info)
