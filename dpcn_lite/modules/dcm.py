@@ -20,7 +20,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dpcn_lite.config import DCM_KERNELS, EMPTY_SUPPORT_FALLBACKS, SQUARE_PROTOTYPE_SOURCES, check_choice, check_dcm_kernels
+from dpcn_lite.checks import check_choice
+from dpcn_lite.model_config import DCM_KERNELS, EMPTY_SUPPORT_FALLBACKS, SQUARE_PROTOTYPE_SOURCES, check_dcm_kernels
 
 
 def foreground_vectors(support: torch.Tensor, soft_masks: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
