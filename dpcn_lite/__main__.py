@@ -124,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="multiplies the LR of the trainable backbone stage (default 1)")
     budget.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
                         help="sgd (momentum 0.9, the paper's family) or adamw (the cpu preset's default)")
+    budget.add_argument("--selection-episodes", type=_bounded_int(0, 100_000), default=None,
+                        help="held-out base-class episodes scored after each epoch to keep the best epoch (best.pt) "
+                             "beside the last (default: 300 for the paper preset, else 0 = off)")
     budget.add_argument("--no-amp", action="store_true", help="no mixed precision on CUDA")
     budget.add_argument("--no-feature-cache", action="store_true",
                         help="run the frozen backbone on every episode (enables augmentation)")
@@ -180,6 +183,7 @@ def _train(args: argparse.Namespace) -> int:
         raise BadArgumentError("--no-sam/--no-ffm/--no-dcm switch DPCN's modules; use them with --model dpcn.")
     options = dict(epochs=args.epochs, batch_size=args.batch_size, base_lr=args.base_lr, lr_scale=args.lr_scale,
                    head_lr_scale=args.head_lr_scale, backbone_lr_scale=args.backbone_lr_scale,
+                   selection_episodes=args.selection_episodes,
                    optimizer=args.optimizer, eval_episodes=args.episodes, num_workers=args.num_workers)
     options = {k: v for k, v in options.items() if v is not None}
     if args.episodes_per_epoch is not None:
@@ -266,6 +270,10 @@ def _print_summary(metrics: dict) -> None:
     print(f"mIoU {metrics['mIoU']:.1f}{std} | FB-IoU {metrics['FB-IoU']:.1f}{fb_std} | "
           f"{metrics['episodes']} episodes x {len(metrics.get('eval_seeds', [0]))} seed(s), "
           f"{metrics['shots']}-shot, fold {metrics['fold']}")
+    if "best_epoch" in metrics:
+        best = metrics["best_epoch"]
+        print(f"best epoch {best['epoch']} (selected on {best['selected_on']}): mIoU {best['mIoU']:.1f} | "
+              f"FB-IoU {best['FB-IoU']:.1f}")
     print("per-class IoU: " + json.dumps({k: None if v is None else round(v, 1)
                                           for k, v in metrics["per_class_IoU"].items()}))
     if metrics.get("classes_without_episodes"):

@@ -181,6 +181,13 @@ def training_checkpoint(cfg: TrainConfig, model: FewShotSegmenter, optimizer: to
                    world_size=len(rng_states))
 
 
+def best_checkpoint(cfg: TrainConfig, model: FewShotSegmenter, epoch: int, iteration: int,
+                    selection_miou: float) -> dict[str, Any]:
+    """The weights of the epoch that scored best on held-out base-class episodes (loads like any checkpoint)."""
+    return _record(cfg.model, model.config.to_dict(), cfg.to_dict(), model.state_dict(),
+                   {"epoch": epoch, "iteration": iteration, "history": []}, selection_mIoU=selection_miou)
+
+
 def head_only_state(model: FewShotSegmenter) -> dict[str, torch.Tensor]:
     """The weights worth shipping: everything except a frozen, pretrained backbone (rebuilt from the package)."""
     if model.backbone.has_trainable_parameters or not model.config.pretrained:

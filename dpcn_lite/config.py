@@ -78,6 +78,10 @@ class TrainConfig:
     eval_seeds: tuple[int, ...] = (0,)
     """Test-episode seeds; several give mean ± std."""
     eval_batch_size: int = 8
+    selection_episodes: int = 0
+    """Held-out base-class episodes scored after every epoch to select the best epoch (0 = off). They come from the
+    test split's images but target the fold's *base* classes, so no novel-class label is ever looked at. The last
+    epoch's results are always reported; the best epoch's are added beside them (``best.pt``)."""
     data_root: str | None = None
     synthetic_images_per_class: int | None = None
     """Size of the synthetic benchmark (None = its default); small values make quick tests."""
@@ -112,6 +116,7 @@ class TrainConfig:
             raise BadArgumentError(f"shots={self.shots}: an episode needs at least one support image (k >= 1).")
         for name, low, high in (("shots", 1, 100), ("fold", 0, 3), ("seed", 0, 2**32 - 1), ("epochs", 1, 100_000),
                                 ("batch_size", 1, 4096), ("eval_episodes", 1, 1_000_000), ("eval_batch_size", 1, 4096),
+                                ("selection_episodes", 0, 100_000),
                                 ("num_workers", 0, 256)):
             check_int(name, getattr(self, name), low, high)
         if self.episodes_per_epoch is not None:
@@ -178,7 +183,7 @@ TRAINING_PRESETS: dict[tuple[str, str], dict[str, Any]] = {
     # One epoch = one pass over the training pool, as in PFENet. The paper's LR is read as the backbone's, with the
     # new layers at 10x (PFENet convention; a choice, unverified until a PASCAL run confirms it: docs/training.md).
     **{("paper", data): dict(epochs=epochs, batch_size=batch, base_lr=lr, episodes_per_epoch=None, feature_cache=False,
-                             head_lr_scale=10.0)
+                             head_lr_scale=10.0, selection_episodes=300)
        for data, epochs, batch, lr in (("pascal", 200, 8, 0.005), ("coco", 50, 32, 0.002), ("synthetic", 200, 8, 0.005))},
     # The CPU preset: frozen Lite0 backbone, features cached once, the narrow head trained for a few minutes on 2
     # cores with AdamW (a choice, docs/training.md): in 1,200 steps SGD at the paper's 0.005 never left the

@@ -25,10 +25,11 @@ from data_utils.transforms import test_transform, train_transform
 from dpcn_lite.backbones import normalization_of
 from dpcn_lite.base import FewShotSegmenter
 from dpcn_lite.config import TrainConfig
-from dpcn_lite.evaluate import evaluate_seeds, prediction_rows, write_metrics
+from dpcn_lite.evaluate import evaluate, evaluate_seeds, prediction_rows, write_metrics
 from dpcn_lite.feature_cache import FeatureCache
 from dpcn_lite.distributed import distributed_context
-from dpcn_lite.loop import TrainResult, fit
+from dpcn_lite.checkpoint import build_model_from_checkpoint, load_checkpoint
+from dpcn_lite.loop import BEST_CHECKPOINT, TrainResult, fit
 from dpcn_lite.model import build_model
 from dpcn_lite.run_folder import check_run_folder, claimed_run_folder
 from dpcn_lite.utils import seed_everything
@@ -64,7 +65,8 @@ def source_key(cfg: TrainConfig) -> str:
 
 
 def episodes_for_config(cfg: TrainConfig, split: str, *, seed: int, episodes: int | None = None,
-                        augment: bool = False, source: SegmentationSource | None = None) -> EpisodeDataset:
+                        augment: bool = False, source: SegmentationSource | None = None,
+                        classes: list[int] | None = None) -> EpisodeDataset:
     """An ``EpisodeDataset`` of fold ``cfg.fold``: ``split="train"`` on the base classes, ``"test"`` on the novel ones.
 
     Image size and normalisation are the model's. ``episodes=None`` means one pass: for training, PFENet's epoch (each
@@ -76,11 +78,36 @@ def episodes_for_config(cfg: TrainConfig, split: str, *, seed: int, episodes: in
     size = model_config.image_size
     transform = train_transform(size, normalization) if augment else test_transform(size, normalization)
     source = source if source is not None else make_source(cfg)
-    classes = None
     if split == "train" and cfg.train_on_novel:
         classes = source.fold_classes(cfg.fold, "train") + source.fold_classes(cfg.fold, "test")
     return EpisodeDataset(source, fold=cfg.fold, split=split, shots=cfg.shots, episodes=episodes, seed=seed,
                           transform=transform, classes=classes, per_image=episodes is None and split == "train")
+
+
+SELECTION_SEED = 1_000_003
+"""Seed of the held-out base-class episode list (distinct from the test seeds 0, 1, 2, ...)."""
+
+
+def selection_episodes(cfg: TrainConfig, source: SegmentationSource | None = None) -> EpisodeDataset:
+    """Held-out episodes for choosing the best epoch: the test split's images, but the fold's *base* classes (those
+    with enough test images), so the novel classes' labels are never seen. Fixed list, ``cfg.selection_episodes``."""
+    source = source if source is not None else make_source(cfg)
+    index = source.class_index("test")
+    base = [c for c in source.fold_classes(cfg.fold, "train") if len(index.get(c, [])) > cfg.shots]
+    return episodes_for_config(cfg, "test", seed=SELECTION_SEED, episodes=max(1, cfg.selection_episodes),
+                               source=source, classes=base)
+
+
+def make_selector(cfg: TrainConfig, model: FewShotSegmenter) -> Callable[[FewShotSegmenter], float]:
+    """``selector(model) -> mIoU (percent)`` on :func:`selection_episodes`, for ``fit``'s best-epoch selection."""
+    episodes = selection_episodes(cfg)
+    cache = None if model.backbone.has_trainable_parameters else \
+        FeatureCache(model, dtype=torch.float32, key=f"{source_key(cfg)} | selection")
+
+    def selector(current: FewShotSegmenter) -> float:
+        return 100.0 * evaluate(current, episodes, batch_size=cfg.eval_batch_size, progress=False,
+                                feature_cache=cache)["mIoU"]
+    return selector
 
 
 # ======================================================================================================================
@@ -116,8 +143,9 @@ def train(
             key, dtype = source_key(cfg), getattr(torch, cfg.cache_dtype)
             cache = feature_cache.check_key(key, model, dtype) if feature_cache is not None else \
                 FeatureCache(model, dtype=dtype, key=key)
+        selector = make_selector(cfg, model) if cfg.selection_episodes and ctx.is_main else None
         return fit(cfg, model, train_set, ctx, run_dir, resume=resume, progress=progress, on_epoch_end=on_epoch_end,
-                   feature_cache=cache)
+                   feature_cache=cache, selector=selector)
     finally:
         ctx.close()
 
@@ -205,6 +233,16 @@ def _run_experiment(cfg: TrainConfig, run_dir: Path, *, resume: bool, progress: 
            if result.run_info and "weights_checksum_per_process" in result.run_info else {}),
         **{k: metrics[k] for k in ("fg_IoU", "bg_IoU", "units", "per_seed", "hole_fill", "body_fill") if k in metrics},
     }
+    best_path = run_dir / BEST_CHECKPOINT
+    if cfg.selection_episodes and best_path.is_file():
+        best = load_checkpoint(best_path)
+        best_model = build_model_from_checkpoint(best).to(eval_device)
+        scores = evaluate_on_test(best_model, cfg, source=source, device=eval_device, progress=progress, amp=cfg.amp,
+                                  num_workers=cfg.num_workers, feature_cache=test_cache)
+        metrics["best_epoch"] = {"epoch": best["epoch"], "selection_mIoU": best["selection_mIoU"],
+                                 "selected_on": f"{cfg.selection_episodes} held-out base-class episodes",
+                                 **{k: scores[k] for k in ("mIoU", "mIoU_std", "FB-IoU", "FB-IoU_std", "per_class_IoU",
+                                                           "classes_without_episodes")}}
     write_metrics(metrics, run_dir / "metrics.json")
     if not figures:
         return metrics

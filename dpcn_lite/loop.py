@@ -38,8 +38,8 @@ from data_utils.episodes import EpisodeDataset, collate_episodes, move_batch
 from dpcn_lite.backbones import EpisodeFeatures
 from data_utils.files import atomic_write, atomic_write_text, strict_json
 from dpcn_lite.base import FewShotSegmenter
-from dpcn_lite.checkpoint import (capture_rng_state, load_checkpoint, restore_rng_state, resume_training,
-                                  training_checkpoint)
+from dpcn_lite.checkpoint import (best_checkpoint, capture_rng_state, load_checkpoint, restore_rng_state,
+                                  resume_training, training_checkpoint)
 from dpcn_lite.config import TrainConfig
 from dpcn_lite.distributed import (DistributedContext, EpochSampler, average_over_processes, check_ranks_agree,
                                    gather_objects, unused_parameters)
@@ -160,6 +160,26 @@ def _find_unused(wrapped: nn.Module, loader: DataLoader, ctx: DistributedContext
         restore_rng_state(rng)
 
 
+BEST_CHECKPOINT = "best.pt"
+
+
+def _select(selector: Callable[[FewShotSegmenter], float], model: FewShotSegmenter, history: list[dict], row: dict,
+            cfg: TrainConfig, run_dir: Path | None) -> float:
+    """Score this epoch on held-out base-class episodes; keep its weights as ``best.pt`` when it is the best so far
+    (ties keep the earlier epoch). Every RNG is restored, so selection changes nothing else of the run."""
+    rng = capture_rng_state()
+    try:
+        score = float(selector(model))
+    finally:
+        restore_rng_state(rng)
+        model.train()
+    previous = [r["selection_mIoU"] for r in history if r.get("selection_mIoU") is not None]
+    if run_dir is not None and (not previous or score > max(previous)):
+        atomic_write(run_dir / BEST_CHECKPOINT, lambda file: torch.save(
+            best_checkpoint(cfg, model, row["epoch"], row["iteration"], score), file), "wb")
+    return score
+
+
 def fit(
     cfg: TrainConfig,
     model: FewShotSegmenter,
@@ -171,8 +191,12 @@ def fit(
     progress: bool = True,
     on_epoch_end: Callable[[dict], None] | None = None,
     feature_cache: FeatureCache | None = None,
+    selector: Callable[[FewShotSegmenter], float] | None = None,
 ) -> TrainResult:
     """Train ``model`` (already on ``ctx.device``) on ``train_set``; checkpoint and log into ``run_dir`` (if given).
+
+    ``selector(model)`` (optional) scores the model after every epoch on held-out base-class episodes; the score is
+    logged as ``selection_mIoU`` and the best epoch's weights are kept in ``run_dir/best.pt``.
 
     ``resume=True`` continues from ``run_dir/checkpoint.pt`` exactly where it stopped (epoch granularity).
     ``on_epoch_end(row)`` is called after each epoch's checkpoint with that epoch's log row. With ``feature_cache``
@@ -180,7 +204,8 @@ def fit(
     folder is claimed first (``dpcn_lite.run_folder``): a foreign folder, a concurrent run, or ``resume`` without a
     checkpoint are refused before any work. A non-finite loss stops the run (``TrainingDivergedError``).
     """
-    options = dict(resume=resume, progress=progress, on_epoch_end=on_epoch_end, feature_cache=feature_cache)
+    options = dict(resume=resume, progress=progress, on_epoch_end=on_epoch_end, feature_cache=feature_cache,
+                   selector=selector)
     if run_dir is None:
         return _fit(cfg, model, train_set, ctx, None, **options)
     with claimed_run_folder(run_dir, resume=resume):
@@ -198,6 +223,7 @@ def _fit(
     progress: bool,
     on_epoch_end: Callable[[dict], None] | None,
     feature_cache: FeatureCache | None,
+    selector: Callable[[FewShotSegmenter], float] | None,
 ) -> TrainResult:
     """:func:`fit` inside its claimed run folder."""
     started = time.perf_counter()
@@ -276,8 +302,10 @@ def _fit(
         }
         if ctx.world_size > 1:
             row.update(average_over_processes({k: row[k] for k in sums}, ctx.device))
-        history.append(row)
         _check_finite(row["loss"], model, epoch, iteration - 1, rates["head"], check_weights=True)
+        if selector is not None and ctx.is_main:
+            row["selection_mIoU"] = _select(selector, model, history, row, cfg, run_dir)
+        history.append(row)
         rng_states = gather_objects(ctx, capture_rng_state())  # every process's, for an exact resume
         if ctx.is_main and run_dir is not None:
             _save_checkpoint(training_checkpoint(cfg, model, optimizer, scheduler, scaler, epoch + 1, iteration,
