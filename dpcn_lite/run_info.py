@@ -9,6 +9,7 @@ and warns in those cases.
 from __future__ import annotations
 
 import platform
+import shutil
 from typing import Any
 
 import torch
@@ -46,9 +47,10 @@ def describe_run(cfg: TrainConfig, ctx: DistributedContext, *, episodes_per_epoc
 def run_warnings(cfg: TrainConfig, ctx: DistributedContext) -> list[str]:
     """Plain-language warnings about where the run landed."""
     warnings = []
-    if ctx.device.type == "cpu" and torch.version.cuda is not None and not torch.cuda.is_available():
-        warnings.append(f"this torch build supports CUDA {torch.version.cuda}, but no GPU is usable (no GPU, or a "
-                        "driver too old for this build: check nvidia-smi); the run uses the CPU")
+    gpu_driver = shutil.which("nvidia-smi") is not None
+    if ctx.device.type == "cpu" and torch.version.cuda is not None and not torch.cuda.is_available() and gpu_driver:
+        warnings.append(f"this torch build supports CUDA {torch.version.cuda} and an NVIDIA driver is installed, but "
+                        "torch cannot use the GPU (a driver too old for this build?); the run uses the CPU")
     if ctx.device.type == "cpu" and cfg.preset == "paper":
         warnings.append("the paper preset on a CPU will be very slow (ResNet-50 at 473 px, layer4 trained, no "
                         "feature cache: hours per epoch); use a GPU, or --preset cpu for a laptop")
