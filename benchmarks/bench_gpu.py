@@ -588,7 +588,8 @@ def main(argv: list[str] | None = None) -> int:
     results["finished"] = True
     save()
     print_rows("Targets", results["targets"], ["target", "measured", "threshold", "pass", "note"])
-    print(f"\n{time.perf_counter() - started:.0f} s in all; wrote {output}")
+    shown = output.resolve().relative_to(ROOT) if output.resolve().is_relative_to(ROOT) else output
+    print(f"\n{time.perf_counter() - started:.0f} s in all; wrote {shown}")
     return 0 if all(results["sections"][name]["status"] == "ok" for name in args.sections) else 1
 
 
