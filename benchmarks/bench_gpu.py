@@ -120,6 +120,8 @@ class Plan:
     run_steps: int
     run_eval_episodes: int
     run_images_per_class: int
+    run_selection_episodes: int
+    """Held-out episodes scoring each epoch (the paper preset's best-epoch selection, with a short list)."""
     run_train_budget_s: float
     """The full run's steps are cut to fit this many seconds at the DPCN step time measured in ``train_step``."""
 
@@ -128,15 +130,18 @@ PAPER = Plan(
     name="paper", preset="paper", batch=8, image_size=473, step_warmup=3, step_repeats=15,
     sam_batch=8, sam_channels=2048, sam_side=60, sam_repeats=10, sam_slow_repeats=3,
     dcm_batch=8, dcm_channels=256, dcm_side=60, dcm_kernel_size=5, dcm_repeats=20,
-    episode_batches=10, run_steps=300, run_eval_episodes=100, run_images_per_class=10, run_train_budget_s=150.0,
+    episode_batches=10, run_steps=300, run_eval_episodes=100, run_images_per_class=10, run_selection_episodes=16,
+    run_train_budget_s=150.0,
 )
 QUICK = dataclasses.replace(PAPER, name="quick", step_warmup=2, step_repeats=5, sam_repeats=3, sam_slow_repeats=1,
-                            dcm_repeats=5, episode_batches=3, run_steps=60, run_train_budget_s=60.0)
+                            dcm_repeats=5, episode_batches=3, run_steps=60, run_selection_episodes=8,
+                            run_train_budget_s=60.0)
 TINY = Plan(
     name="tiny", preset="tiny", batch=2, image_size=64, step_warmup=1, step_repeats=3,
     sam_batch=2, sam_channels=32, sam_side=12, sam_repeats=3, sam_slow_repeats=2,
     dcm_batch=2, dcm_channels=16, dcm_side=12, dcm_kernel_size=3, dcm_repeats=3,
-    episode_batches=2, run_steps=4, run_eval_episodes=8, run_images_per_class=2, run_train_budget_s=30.0,
+    episode_batches=2, run_steps=4, run_eval_episodes=8, run_images_per_class=2, run_selection_episodes=4,
+    run_train_budget_s=30.0,
 )
 
 FULL_RUN_BENCHMARK = "shapes"
@@ -411,9 +416,11 @@ def full_run(ctx: Context) -> dict[str, Any]:
     cfg = resolve_config(plan.preset, "synthetic", epochs=epochs, episodes_per_epoch=steps // epochs * plan.batch,
                          batch_size=plan.batch, eval_episodes=plan.run_eval_episodes, eval_batch_size=plan.batch,
                          num_workers=ctx.workers, synthetic_benchmark=FULL_RUN_BENCHMARK,
-                         synthetic_images_per_class=plan.run_images_per_class, model_overrides={"pretrained": False})
+                         synthetic_images_per_class=plan.run_images_per_class,
+                         selection_episodes=plan.run_selection_episodes, model_overrides={"pretrained": False})
     progress: dict[str, Any] = {"steps_requested": plan.run_steps, "steps": steps, "epochs": epochs,
                                 "benchmark": FULL_RUN_BENCHMARK, "images_per_class": plan.run_images_per_class,
+                                "selection_episodes": cfg.selection_episodes,
                                 "workers": ctx.workers, "amp": cfg.amp and ctx.cuda, "history": []}
     ctx.results["sections"]["full_run"]["partial"] = progress
 

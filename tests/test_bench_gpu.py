@@ -108,6 +108,7 @@ def test_tiny_run_without_the_optional_packages_records_every_section_and_the_ta
     assert data["targets"][0]["measured"] == data["sections"]["sam"]["result"]["unfold_over_shifted"]
     run = data["sections"]["full_run"]["result"]
     assert run["steps"] == bench_gpu.TINY.run_steps and len(run["history"]) == run["epochs"]
+    assert all(row["selection_mIoU"] is not None for row in run["history"])  # the paper path's epoch selection
     assert 0.0 <= run["mIoU"] <= 100.0 and run["rows"][0]["eval_episodes"] == bench_gpu.TINY.run_eval_episodes
     assert "Targets" in done.stdout and "not judged" in done.stdout
 
