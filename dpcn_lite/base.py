@@ -4,7 +4,8 @@ The base class owns
 * the backbone (frozen, BN statistics frozen, optionally a trainable last stage) and its input normalisation;
 * separate 1x1 reductions of the mid-level features for the query and the supports (conv without bias -> ReLU ->
   Dropout2d), as in PFENet;
-* the support masks on the feature grid (label == 1, bilinear, 255 counts as background);
+* the support masks on the feature grid (label == 1, bilinear, 255 counts as background), and, with
+  ``mask_support_high`` (PFENet), the supports' high-level features made from layer3 times that mask;
 * for the k-shot modes that fuse predictions (``mask_avg``, ``vote``, ``or``), running the head once per shot (the
   fusion itself is ``dpcn_lite.kshot``);
 * upsampling of the logits to the input size, and :meth:`FewShotSegmenter.loss`, which prepares an episode batch for
@@ -61,7 +62,8 @@ class HeadInputs(NamedTuple):
     query_high: torch.Tensor
     """x_q^h: high-level query features, B x Ch x h x w."""
     support_high: torch.Tensor
-    """x_s^h: high-level support features (not masked), B x K x Ch x h x w."""
+    """x_s^h: high-level support features, B x K x Ch x h x w: layer4(layer3 * M_s) with ``mask_support_high``, else
+    layer4(layer3) (heads mask them again where the paper does, e.g. SAM's x_s^h * M_s)."""
     support_masks: torch.Tensor
     """M_s: soft support masks in [0, 1], B x K x 1 x h x w."""
 
@@ -78,7 +80,7 @@ class FewShotSegmenter(nn.Module):
         self.config = get_preset(config) if isinstance(config, str) else config
         cfg = self.config
         self.backbone = backbone if backbone is not None else build_backbone(
-            cfg.backbone, pretrained=cfg.pretrained, train_layer4=cfg.train_layer4)
+            cfg.backbone, pretrained=cfg.pretrained, train_layer4=cfg.train_layer4, weights=cfg.backbone_weights)
         self.reduce_query = _reduction(self.backbone.mid_channels, cfg.channels, cfg.reduction_dropout)
         self.reduce_support = _reduction(self.backbone.mid_channels, cfg.channels, cfg.reduction_dropout)
 
@@ -115,21 +117,39 @@ class FewShotSegmenter(nn.Module):
         self.backbone.train(mode)  # keeps the backbone's BatchNorm statistics frozen
         return self
 
-    def extract_features(self, images: torch.Tensor) -> BackboneFeatures:
+    def extract_features(self, images: torch.Tensor, high: bool = True) -> BackboneFeatures:
         """The backbone alone: ``images`` N x 3 x H x W -> BackboneFeatures(mid N x Cm x h x w, high N x Ch x h x w)."""
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"Expected images N x 3 x H x W, got shape {tuple(images.shape)}.")
         if min(images.shape[-2:]) < 8:
             raise ValueError(f"Images of size {tuple(images.shape[-2:])} are too small: the backbone has stride 8.")
-        return self.backbone(images)
+        return self.backbone(images, high=high)
 
-    def extract_episode_features(self, query_image: torch.Tensor, support_images: torch.Tensor) -> EpisodeFeatures:
-        """Backbone features of an episode batch: query B x 3 x H x W, supports B x K x 3 x H x W."""
+    def extract_support_features(self, support_images: torch.Tensor, high: bool = True) -> BackboneFeatures:
+        """Backbone features of B x K x 3 x H x W supports, with leading dims B x K. They never depend on the masks.
+
+        ``high=False`` skips the supports' own high stage (``high`` is None): enough when ``mask_support_high`` makes
+        x_s^h from mid and the masks anyway, and nothing (the reverse loss) needs the unmasked one."""
         b, k = support_images.shape[:2]
-        query = self.extract_features(query_image)
-        flat = self.extract_features(support_images.flatten(0, 1))
-        support = BackboneFeatures(flat.mid.view(b, k, *flat.mid.shape[1:]), flat.high.view(b, k, *flat.high.shape[1:]))
-        return EpisodeFeatures(query, support)
+        flat = self.extract_features(support_images.flatten(0, 1), high=high)
+        return BackboneFeatures(*(None if t is None else t.view(b, k, *t.shape[1:]) for t in flat))
+
+    def extract_episode_features(self, query_image: torch.Tensor, support_images: torch.Tensor,
+                                 support_high: bool = True) -> EpisodeFeatures:
+        """Backbone features of an episode batch: query B x 3 x H x W, supports B x K x 3 x H x W."""
+        return EpisodeFeatures(self.extract_features(query_image),
+                               self.extract_support_features(support_images, high=support_high))
+
+    def support_high_features(self, support_features: BackboneFeatures, masks: torch.Tensor) -> torch.Tensor:
+        """x_s^h, B x K x Ch x h x w, from the supports' features and their soft masks on the grid (B x K x 1 x h x w).
+
+        With ``mask_support_high`` (PFENet's code; the DPCN paper does not say) layer4 runs again on layer3 times the
+        mask, so it sees only the object; otherwise the backbone's own high features are used."""
+        if not self.config.mask_support_high:
+            return support_features.high
+        b, k = masks.shape[:2]
+        high = self.backbone.high_from_mid(support_features.mid.flatten(0, 1), masks.flatten(0, 1))
+        return high.view(b, k, *high.shape[1:])
 
     def forward(
         self,
@@ -144,7 +164,8 @@ class FewShotSegmenter(nn.Module):
         1 = object, 0 = background, 255 = ignore. (A single shot may also be given as B x 3 x H x W / B x H x W.)
         """
         support_images, support_masks = self._check_episode(query_image, support_images, support_masks)
-        features = self.extract_episode_features(query_image, support_images)
+        features = self.extract_episode_features(query_image, support_images,
+                                                 support_high=not self.config.mask_support_high)
         return self.forward_features(features.query, features.support, support_masks,
                                      tuple(query_image.shape[-2:]), return_intermediates)
 
@@ -156,7 +177,10 @@ class FewShotSegmenter(nn.Module):
         image_hw: tuple[int, int],
         return_intermediates: bool = False,
     ) -> SegmenterOutput:
-        """The head alone, on backbone features (query ``B x ...``, supports ``B x K x ...``, masks B x K x H x W)."""
+        """The head alone, on backbone features (query ``B x ...``, supports ``B x K x ...``, masks B x K x H x W).
+
+        The features are the backbone's for the images alone (as the feature cache stores them); the support masks
+        enter here, also where ``mask_support_high`` remakes x_s^h (``support_features.high`` may then be None)."""
         if support_features.mid.dim() != 5:
             raise ValueError("support_features must have leading dims B x K (got mid of shape "
                              f"{tuple(support_features.mid.shape)}).")
@@ -164,14 +188,14 @@ class FewShotSegmenter(nn.Module):
         if support_masks.dim() != 4 or tuple(support_masks.shape[:2]) != (b, k):
             raise ValueError(
                 f"support_masks must be B x K x H x W = {b} x {k} x H x W, got {tuple(support_masks.shape)}.")
-        grid = tuple(query_features.mid.shape[-2:])
         support_grid = tuple(support_features.mid.shape[-2:])
+        masks = resize_support_mask(support_masks, support_grid)
         inputs = HeadInputs(
             query_mid=self.reduce_query(query_features.mid),
             support_mid=self.reduce_support(support_features.mid.flatten(0, 1)).view(b, k, -1, *support_grid),
             query_high=query_features.high,
-            support_high=support_features.high,
-            support_masks=resize_support_mask(support_masks, support_grid),
+            support_high=self.support_high_features(support_features, masks),
+            support_masks=masks,
         )
         intermediates: dict[str, torch.Tensor] = {}
         if k > 1 and self.config.kshot_fusion != "pool":
@@ -212,7 +236,11 @@ class FewShotSegmenter(nn.Module):
             if support_images.dim() == 4:
                 support_images = support_images[:, None]
             self._check_episode(batch["query_image"], support_images, support_masks)
-            features = self.extract_episode_features(batch["query_image"], support_images)
+            # The reverse pass takes the supports as queries: it needs their unmasked layer4.
+            cfg = self.config
+            features = self.extract_episode_features(
+                batch["query_image"], support_images,
+                support_high=not cfg.mask_support_high or cfg.reverse_loss_weight > 0)
         else:
             if self.training and self.backbone.has_trainable_parameters:
                 raise ValueError(

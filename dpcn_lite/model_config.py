@@ -19,7 +19,11 @@ from data_utils.errors import BadArgumentError
 from data_utils.validation import IGNORE_INDEX
 from dpcn_lite.checks import check_choice, check_int, check_number
 
-BACKBONES = ("resnet18", "resnet50", "resnet101", "efficientnet_lite0", "tiny_cnn")
+BACKBONES = ("resnet18", "resnet50", "resnet101", "resnet50_deep", "efficientnet_lite0", "tiny_cnn")
+WEIGHTS_FILE_BACKBONES = ("resnet50_deep",)
+"""Backbones whose ImageNet weights are a file the user downloads (``DPCNConfig.backbone_weights``)."""
+MAX_TEST_SCALE = 4.0
+"""Largest query scale of multi-scale testing (a 473 px query at 4x is 1892 px: already a lot of memory)."""
 KSHOT_FUSIONS = ("pool", "mask_avg", "vote", "or")
 DCM_KERNELS = ("v", "h", "s")
 SQUARE_PROTOTYPE_SOURCES = ("literal", "direct")
@@ -42,9 +46,17 @@ class DPCNConfig:
 
     # --- backbone -----------------------------------------------------------------------------------------------
     backbone: str = "resnet50"
-    """One of ``BACKBONES``. ResNets and Lite0 are dilated to output stride 8; ``tiny_cnn`` is for tests."""
+    """One of ``BACKBONES``. ResNets and Lite0 are dilated to output stride 8; ``tiny_cnn`` is for tests.
+    ``resnet50_deep`` is PFENet's deep-stem ResNet-50 ("resnet50_v2"), the network DPCN's numbers come from."""
     pretrained: bool = True
-    """ImageNet weights (ResNets download them: needs a network; Lite0 ships them inside an installed package)."""
+    """ImageNet weights (torchvision ResNets download them: needs a network; Lite0 ships them inside an installed
+    package; ``resnet50_deep`` reads them from ``backbone_weights``)."""
+    backbone_weights: str | None = None
+    """Path of the ImageNet weights file of ``resnet50_deep`` (PFENet's ``initmodel/resnet50_v2.pth``, downloaded by
+    the user; PFENet's key names). Required when that backbone is pretrained; refused for the other backbones."""
+    mask_support_high: bool = False
+    """Mask the support before the high stage: x_s^h = layer4(layer3(support) * M_s), so layer4 sees only the object
+    (PFENet's code; the DPCN paper does not say). The query's layer4 stays unmasked. On in the ``paper`` preset."""
     train_layer4: bool = True
     """Fine-tune the stage that makes the high-level features (ResNet layer4; Lite0 blocks 5-6). The paper does this
     on PASCAL-5i and freezes everything on COCO-20i. All other backbone parameters are always frozen."""
@@ -119,9 +131,10 @@ class DPCNConfig:
                             ("square_prototypes", SQUARE_PROTOTYPE_SOURCES), ("sam_method", SAM_METHODS),
                             ("empty_support_fallback", EMPTY_SUPPORT_FALLBACKS)):
             check_choice(f"DPCNConfig.{name}", getattr(self, name), valid)
-        for name in ("pretrained", "train_layer4", "use_sam", "use_ffm", "use_dcm"):
+        for name in ("pretrained", "train_layer4", "mask_support_high", "use_sam", "use_ffm", "use_dcm"):
             if not isinstance(getattr(self, name), bool):
                 raise BadArgumentError(f"DPCNConfig.{name}={getattr(self, name)!r} must be true or false.")
+        self._check_backbone_weights()
         check_dcm_kernels("DPCNConfig.dcm_kernels", self.dcm_kernels)
         if self.use_dcm and not self.dcm_kernels:
             raise BadArgumentError("DPCNConfig.dcm_kernels is empty while use_dcm=True; set use_dcm=False to drop DCM.")
@@ -150,6 +163,22 @@ class DPCNConfig:
         check_number("DPCNConfig.map_eps", self.map_eps, 0.0, 1.0, low_open=True)
         check_number("DPCNConfig.cosine_eps", self.cosine_eps, 0.0, 1.0, low_open=True)
         check_int("DPCNConfig.ignore_index", self.ignore_index, 0, 255)
+
+    def _check_backbone_weights(self) -> None:
+        """A weights path belongs to a backbone that reads one, and such a backbone needs one to be pretrained.
+
+        Whether the file exists is checked when the backbone is built: a config read from a checkpoint made on another
+        machine must still load."""
+        weights = self.backbone_weights
+        if weights is not None and (not isinstance(weights, str) or not 0 < len(weights) <= 4096):
+            raise BadArgumentError(f"DPCNConfig.backbone_weights={weights!r} must be a file path or None.")
+        if weights is not None and self.backbone not in WEIGHTS_FILE_BACKBONES:
+            raise BadArgumentError(f"DPCNConfig.backbone_weights is read only by {list(WEIGHTS_FILE_BACKBONES)}, not by "
+                                   f"backbone={self.backbone!r}; drop it or change the backbone.")
+        if weights is None and self.pretrained and self.backbone in WEIGHTS_FILE_BACKBONES:
+            raise BadArgumentError(
+                f"DPCNConfig.backbone={self.backbone!r} with pretrained=True needs backbone_weights: the path of PFENet's "
+                "ImageNet file resnet50_v2.pth, which you download yourself (or set pretrained=False).")
 
     @property
     def num_sam_maps(self) -> int:
@@ -180,7 +209,7 @@ class DPCNConfig:
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": dict(
         backbone="resnet50", pretrained=True, train_layer4=True, image_size=473, channels=256, kernel_size=5,
-        sam_windows=((5, 1), (3, 3), (1, 5)), aspp_dilations=(6, 12, 18),
+        sam_windows=((5, 1), (3, 3), (1, 5)), aspp_dilations=(6, 12, 18), mask_support_high=True,
     ),
     "cpu": dict(
         backbone="efficientnet_lite0", pretrained=True, train_layer4=False, image_size=160, channels=64,
@@ -192,7 +221,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     ),
 }
 """Preset name -> field values. ``paper`` follows the paper's PASCAL-5i setting; for COCO-20i use
-``get_preset("paper", train_layer4=False, sam_windows=((1, 1),))``."""
+``get_preset("paper", train_layer4=False, sam_windows=((1, 1),))``; for PFENet's own ResNet-50 add
+``backbone="resnet50_deep", backbone_weights="initmodel/resnet50_v2.pth"``."""
 
 
 def _check_fields(values: dict[str, Any]) -> None:
@@ -212,3 +242,12 @@ def get_preset(name: str, **overrides: Any) -> DPCNConfig:
         raise BadArgumentError(f"Unknown preset {name!r}; valid presets are {sorted(PRESETS)}.")
     _check_fields(overrides)
     return DPCNConfig(**{**PRESETS[name], **overrides})
+
+
+def check_test_scales(scales: Any, name: str = "scales") -> tuple[float, ...]:
+    """Multi-scale testing's query scales as a tuple: 1 to 8 finite numbers in (0, 4]; ``(1.0,)`` is plain testing.
+
+    Lives here, below both the evaluation and the run settings, so that each can check them without an import cycle."""
+    if isinstance(scales, (str, bytes)) or not hasattr(scales, "__len__") or not 1 <= len(scales) <= 8:
+        raise BadArgumentError(f"{name}={scales!r}: give 1 to 8 query scales, e.g. (1.0,) or (0.75, 1.0, 1.25).")
+    return tuple(check_number(f"{name}[...]", s, 0.0, MAX_TEST_SCALE, low_open=True) for s in scales)

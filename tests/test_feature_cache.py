@@ -19,13 +19,16 @@ def batch() -> dict:
     return collate_episodes([episodes[i] for i in range(3)])
 
 
-def frozen_model() -> DPCN:
+def frozen_model(**overrides) -> DPCN:
     torch.manual_seed(0)
-    return DPCN(get_preset("tiny", train_layer4=False)).train()
+    return DPCN(get_preset("tiny", train_layer4=False, **overrides)).train()
 
 
-def test_cached_features_give_the_same_loss_and_gradients_as_the_backbone(batch: dict) -> None:
-    model = frozen_model()
+@pytest.mark.parametrize("mask_support_high", [False, True])
+def test_cached_features_give_the_same_loss_and_gradients_as_the_backbone(batch: dict, mask_support_high: bool) -> None:
+    """The cache stores the features of the images alone; with ``mask_support_high`` the model makes the support's
+    layer4 again from the cached layer3 and the episode's mask, so one cache serves every mask."""
+    model = frozen_model(mask_support_high=mask_support_high)
     cache = FeatureCache(model, dtype=torch.float32)
 
     torch.manual_seed(1)  # the same dropout masks in both passes
