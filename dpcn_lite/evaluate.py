@@ -2,7 +2,9 @@
 
 For each of the fold's test episodes (1,000 seeded episodes by default, the same list on every machine):
 
-1. the model predicts ``2×H×W`` logits for the padded ``H×W`` query;
+1. the model predicts ``2×H×W`` logits for the padded ``H×W`` query (with multi-scale testing, ``scales``: the
+   average of the logits predicted for the query resized by each scale, each upsampled to ``H×W``; the supports stay
+   as they are);
 2. the padding is cropped (``query_valid_hw``), the logits are upsampled bilinearly to the label's *original* size and
    the larger logit wins (:func:`dpcn_lite.metrics.prediction_at_original_size`);
 3. foreground/background intersections and unions are counted with ignore (255) pixels removed, and accumulated per
@@ -24,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
@@ -32,7 +35,42 @@ from dpcn_lite.base import FewShotSegmenter
 from data_utils.errors import DataError
 from data_utils.files import atomic_write_text, strict_json
 from dpcn_lite.metrics import FewShotIoU, StructureFill, episode_counts, mean_and_std, prediction_at_original_size
+from dpcn_lite.model_config import check_test_scales
 from dpcn_lite.viz import display_image
+
+
+def rescaled(images: torch.Tensor, scale: float) -> torch.Tensor:
+    """``images`` N x 3 x H x W resized by ``scale`` (bilinear, align_corners=True like the logits' upsampling)."""
+    if scale == 1.0:
+        return images
+    size = [max(1, round(side * scale)) for side in images.shape[-2:]]
+    return F.interpolate(images, size=size, mode="bilinear", align_corners=True)
+
+
+def episode_logits(model: FewShotSegmenter, batch: dict[str, Any], device: torch.device,
+                   scales: tuple[float, ...] = (1.0,), feature_cache=None) -> torch.Tensor:
+    """B x 2 x H x W logits on the padded input grid of a collated test batch.
+
+    ``scales == (1.0,)`` is plain testing. Otherwise the query is resized by each scale, the model predicts from the
+    same (unscaled) supports, each prediction is upsampled to H x W, and the logits are averaged over the scales. The
+    supports' features are computed once (or come from the feature cache); so is the query's at scale 1."""
+    query, masks = batch["query_image"].to(device), batch["support_masks"].to(device)
+    image_hw = tuple(query.shape[-2:])
+    if feature_cache is not None:
+        unscaled_query, support = feature_cache.episode_features(move_batch(batch, device))
+    elif scales == (1.0,):
+        return model(query, batch["support_images"].to(device), masks).logits
+    else:
+        unscaled_query = None
+        support = model.extract_support_features(batch["support_images"].to(device),
+                                                 high=not model.config.mask_support_high)
+    total = None
+    for scale in scales:
+        query_features = (unscaled_query if scale == 1.0 and unscaled_query is not None
+                          else model.extract_features(rescaled(query, scale)))
+        logits = model.forward_features(query_features, support, masks, image_hw).logits
+        total = logits if total is None else total + logits
+    return total / len(scales)
 
 
 @torch.no_grad()
@@ -46,13 +84,18 @@ def evaluate(
     amp: bool = True,
     num_workers: int = 0,
     feature_cache=None,
+    scales: Sequence[float] = (1.0,),
 ) -> dict[str, Any]:
     """Score ``model`` on a test ``EpisodeDataset``; returns fractions (mIoU, FB-IoU, per-class IoU, counts).
 
     The episodes must carry ``query_label_original`` and ``query_valid_hw`` (test-split episodes do). With a
     frozen backbone, a :class:`~dpcn_lite.feature_cache.FeatureCache` (float32 = identical numbers) runs the
-    backbone once per test image instead of once per episode.
+    backbone once per test image instead of once per episode. ``scales`` turns on multi-scale testing (the paper
+    tests at several scales, as most few-shot methods do, without naming them): each in (0, 4], e.g.
+    ``(0.75, 1.0, 1.25)``; the default ``(1.0,)`` is single-scale testing, computed exactly as before the option
+    existed (:func:`episode_logits`).
     """
+    scales = check_test_scales(scales)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -66,13 +109,7 @@ def evaluate(
             if "query_label_original" not in batch:
                 raise ValueError("Evaluation needs test-split episodes (with query_label_original and query_valid_hw).")
             with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-                if feature_cache is not None:
-                    features = feature_cache.episode_features(move_batch(batch, device))
-                    logits = model.forward_features(features.query, features.support, batch["support_masks"].to(device),
-                                                    tuple(batch["query_image"].shape[-2:])).logits
-                else:
-                    logits = model(batch["query_image"].to(device), batch["support_images"].to(device),
-                                   batch["support_masks"].to(device)).logits
+                logits = episode_logits(model, batch, device, scales, feature_cache)
             for i, label in enumerate(batch["query_label_original"]):
                 prediction = prediction_at_original_size(logits[i], batch["query_valid_hw"][i], label.shape[-2:])
                 metric.update(prediction.cpu(), label, int(batch["class_id"][i]))
@@ -127,6 +164,8 @@ def evaluate_seeds(
     **evaluate_options: Any,
 ) -> dict[str, Any]:
     """Evaluate on one episode list per seed (``make_test_episodes(seed)``) and report mean ± std over seeds.
+
+    ``evaluate_options`` go to :func:`evaluate` for every seed (``batch_size``, ``feature_cache``, ``scales``, ...).
 
     Returns the per-seed results and, at the top level, the mean (and sample std) of mIoU, FB-IoU and each class IoU,
     all in percent.

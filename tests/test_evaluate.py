@@ -132,3 +132,89 @@ def test_a_support_blind_model_scores_the_same_with_foreign_supports() -> None:
     assert same[0]["mIoU"] == same[1]["mIoU"] and same[0]["FB-IoU"] == same[1]["FB-IoU"]
     true_support, foreign_support = evaluate(prototype, episodes, progress=False), evaluate(prototype, foreign, progress=False)
     assert true_support["FB-IoU"] != foreign_support["FB-IoU"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Multi-scale testing
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _tiny_dpcn(**overrides) -> DPCN:
+    torch.manual_seed(0)
+    return DPCN(get_preset("tiny", train_layer4=False, **overrides)).eval()
+
+
+def _reference(model, episodes) -> dict:
+    """Single-scale evaluation written out: the model's logits, cropped, upsampled to the label, larger logit wins."""
+    from dpcn_lite.metrics import FewShotIoU, prediction_at_original_size
+
+    metric = FewShotIoU(episodes.classes)
+    with torch.no_grad():
+        for i in range(len(episodes)):
+            episode = episodes[i]
+            logits = model(episode["query_image"][None], episode["support_images"][None],
+                           episode["support_masks"][None]).logits[0]
+            label = episode["query_label_original"]
+            metric.update(prediction_at_original_size(logits, episode["query_valid_hw"], label.shape[-2:]), label,
+                          int(episode["class_id"]))
+    return metric.compute()
+
+
+def test_the_default_scale_gives_exactly_the_single_scale_result(cfg) -> None:
+    model = _tiny_dpcn()
+    episodes = episodes_for_config(cfg, "test", seed=2, episodes=6)
+    default = evaluate(model, episodes, batch_size=3, progress=False)
+    explicit = evaluate(model, episodes, batch_size=3, progress=False, scales=(1.0,))
+    reference = _reference(model, episodes)
+    for key in ("per_class_IoU", "FB-IoU", "fg_IoU", "bg_IoU"):
+        assert explicit[key] == default[key] and explicit[key] == pytest.approx(reference[key], nan_ok=True)
+    # Two copies of scale 1 go through the averaging path and must not move a single pixel either.
+    doubled = evaluate(model, episodes, batch_size=3, progress=False, scales=(1, 1.0))
+    assert doubled["per_class_IoU"] == pytest.approx(default["per_class_IoU"], abs=0, nan_ok=True)
+
+
+@pytest.mark.parametrize("mask_support_high, cached", [(False, False), (True, False), (True, True)])
+def test_multi_scale_resizes_the_query_only_and_averages_the_logits(cfg, mask_support_high: bool,
+                                                                    cached: bool) -> None:
+    from dpcn_lite.evaluate import episode_logits
+    from data_utils.episodes import collate_episodes
+
+    model = _tiny_dpcn(mask_support_high=mask_support_high)
+    episodes = episodes_for_config(cfg, "test", seed=3, episodes=4)
+    sizes = []
+    model.backbone.register_forward_hook(lambda module, inputs, output: sizes.append(tuple(inputs[0].shape)))
+    cache = FeatureCache(model, dtype=torch.float32) if cached else None
+    result = evaluate(model, episodes, batch_size=2, progress=False, scales=(0.75, 1.0), feature_cache=cache)
+    assert 0.0 <= result["mIoU"] <= 1.0 and 0.0 <= result["FB-IoU"] <= 1.0 and result["episodes"] == 4
+    scaled = [s for s in sizes if s[-2:] == (48, 48)]
+    assert len(scaled) == 2 and all(s[0] == 2 for s in scaled)  # 2 batches of 2 queries at 0.75 x 64; supports never
+    # The averaged logits are the mean of each scale's logits, upsampled to the input grid.
+    batch = collate_episodes([episodes[0], episodes[1]])
+    with torch.no_grad():
+        both = episode_logits(model, batch, torch.device("cpu"), (0.75, 1.0), cache)
+        small = episode_logits(model, batch, torch.device("cpu"), (0.75,), cache)
+        full = episode_logits(model, batch, torch.device("cpu"), (1.0,), cache)
+    assert both.shape == full.shape == (2, 2, 64, 64) and not torch.allclose(small, full)
+    torch.testing.assert_close(both, (small + full) / 2)
+
+
+def test_scales_must_be_positive_and_at_most_4(cfg) -> None:
+    from data_utils.errors import BadArgumentError
+
+    episodes = episodes_for_config(cfg, "test", seed=0, episodes=2)
+    for scales in [(0.0,), (-0.5, 1.0), (4.5,), (), (float("nan"),), "1.0", (True,)]:
+        with pytest.raises(BadArgumentError, match="scale"):
+            evaluate(AlwaysForeground(), episodes, progress=False, scales=scales)
+    assert evaluate(_tiny_dpcn(), episodes, progress=False, scales=(4.0,))["episodes"] == 2
+
+
+def test_evaluate_seeds_passes_the_scales_to_every_seed(cfg) -> None:
+    model = _tiny_dpcn()
+    make = lambda seed: episodes_for_config(cfg, "test", seed=seed, episodes=3)  # noqa: E731
+    multi = evaluate_seeds(model, make, seeds=[0, 1], batch_size=3, progress=False, scales=(0.5, 1.0))
+    single = [evaluate(model, make(seed), batch_size=3, progress=False, scales=(0.5, 1.0)) for seed in (0, 1)]
+    assert [r["FB-IoU"] for r in multi["per_seed"]] == pytest.approx([100 * r["FB-IoU"] for r in single])
+    plain = evaluate(model, make(0), batch_size=3, progress=False)
+    assert plain["FB-IoU"] != single[0]["FB-IoU"]  # the scales change the result, so dropping them would show
+    with pytest.raises(ValueError, match="scale"):
+        evaluate_seeds(model, make, seeds=[0], progress=False, scales=(5.0,))
