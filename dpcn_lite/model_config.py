@@ -1,6 +1,7 @@
 """The model's settings: :class:`DPCNConfig` (every switch of DPCN and its baselines) and its presets.
 
-* ``paper``: the CVPR 2022 setting (ResNet-50 dilated to stride 8, 473 px, C=256, S=5, layer4 trainable).
+* ``paper``: the CVPR 2022 setting (ResNet-50 dilated to stride 8, 473 px, C=256, S=5, layer4 trainable, the support
+  masked before layer4 as PFENet does).
 * ``cpu``: a pretrained EfficientNet-Lite0 that installs from the package registry, 160 px, a narrow head and a frozen
   backbone (so features can be cached): trains on a laptop CPU.
 * ``tiny``: a small random-initialised backbone at 64 px for tests (forward + backward well under a second).
