@@ -174,12 +174,12 @@ class DPCNConfig:
         if weights is not None and (not isinstance(weights, str) or not 0 < len(weights) <= 4096):
             raise BadArgumentError(f"DPCNConfig.backbone_weights={weights!r} must be a file path or None.")
         if weights is not None and self.backbone not in WEIGHTS_FILE_BACKBONES:
-            raise BadArgumentError(f"DPCNConfig.backbone_weights is read only by {list(WEIGHTS_FILE_BACKBONES)}, not by "
-                                   f"backbone={self.backbone!r}; drop it or change the backbone.")
+            raise BadArgumentError(f"DPCNConfig.backbone_weights is read only by {list(WEIGHTS_FILE_BACKBONES)}, "
+                                   f"not by backbone={self.backbone!r}; drop it or change the backbone.")
         if weights is None and self.pretrained and self.backbone in WEIGHTS_FILE_BACKBONES:
             raise BadArgumentError(
-                f"DPCNConfig.backbone={self.backbone!r} with pretrained=True needs backbone_weights: the path of PFENet's "
-                "ImageNet file resnet50_v2.pth, which you download yourself (or set pretrained=False).")
+                f"DPCNConfig.backbone={self.backbone!r} with pretrained=True needs backbone_weights: the path of "
+                "PFENet's ImageNet file resnet50_v2.pth, which you download yourself (or set pretrained=False).")
 
     @property
     def num_sam_maps(self) -> int:

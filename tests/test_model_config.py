@@ -42,3 +42,12 @@ def test_round_trip_through_a_dict() -> None:
         config = get_preset(name)
         assert DPCNConfig.from_dict(config.to_dict()) == config
     assert get_preset("tiny").replace(channels=8).channels == 8
+
+
+def test_test_scales_are_checked_and_come_back_as_a_tuple_of_floats() -> None:
+    from dpcn_lite.model_config import check_test_scales
+
+    assert check_test_scales([0.75, 1]) == (0.75, 1.0)  # a list read from JSON
+    for bad in [(), (0,), (4.01,), "1", (1.0,) * 9]:
+        with pytest.raises(ValueError, match="TrainConfig.test_scales"):
+            check_test_scales(bad, "TrainConfig.test_scales")
