@@ -81,6 +81,9 @@ def _add_eval_arguments(parser: argparse.ArgumentParser, with_defaults: bool = T
                         help="test episodes per seed (protocol: 1000; default: the preset's)")
     parser.add_argument("--eval-seeds", type=SEED, nargs="+", default=None, metavar="SEED",
                         help="one fixed episode list per seed; several seeds report mean ± std (default: 0)")
+    parser.add_argument("--test-scales", type=_positive_number, nargs="+", default=None, metavar="SCALE",
+                        help="multi-scale testing: resize the query by each scale and average the logits "
+                             "(default: 1.0 only)")
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when available)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -190,6 +193,8 @@ def _train(args: argparse.Namespace) -> int:
         options["episodes_per_epoch"] = args.episodes_per_epoch
     if args.eval_seeds is not None:
         options["eval_seeds"] = tuple(args.eval_seeds)
+    if args.test_scales is not None:
+        options["test_scales"] = tuple(args.test_scales)
     if args.no_amp:
         options["amp"] = False
     if args.no_feature_cache:
@@ -230,6 +235,7 @@ def _load(args: argparse.Namespace):
 def _evaluate(args: argparse.Namespace) -> int:
     import torch
 
+    from dpcn_lite.config import TrainConfig
     from dpcn_lite.evaluate import write_metrics
     from dpcn_lite.experiment import evaluate_on_test, source_key
     from dpcn_lite.feature_cache import FeatureCache
@@ -237,9 +243,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     model, cfg, device = _load(args)
     cache = None if model.backbone.has_trainable_parameters else \
         FeatureCache(model, dtype=torch.float32, key=source_key(cfg))
+    if args.test_scales is not None:
+        cfg = TrainConfig.from_dict({**cfg.to_dict(), "test_scales": list(args.test_scales)})
     metrics = evaluate_on_test(model, cfg, episodes=args.episodes, seeds=args.eval_seeds, device=device,
                                progress=not args.no_progress, feature_cache=cache)
-    metrics.update(model=cfg.model, preset=cfg.preset, dataset=cfg.dataset, train_seed=cfg.seed)
+    metrics.update(model=cfg.model, preset=cfg.preset, dataset=cfg.dataset, train_seed=cfg.seed,
+                   test_scales=list(cfg.test_scales))
     if cfg.dataset == "synthetic":
         metrics["benchmark"] = get_benchmark(cfg.synthetic_benchmark).tag
     _print_summary(metrics)

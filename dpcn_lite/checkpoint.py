@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -204,13 +205,21 @@ def head_only_checkpoint(checkpoint: dict[str, Any], model: FewShotSegmenter) ->
 
 def resume_differences(state: dict[str, Any], cfg: TrainConfig) -> dict[str, tuple[Any, Any]]:
     """``{setting: (checkpoint's value, current value)}`` for every setting that differs and may change the result."""
-    saved, now = dict(state.get("train_config", {})), cfg.to_dict()
+    # A field the checkpoint does not record did not exist when it was written: it ran with that field's default.
+    saved = {**TrainConfig().to_dict(), **dict(state.get("train_config", {}))}
+    now = cfg.to_dict()
     differences = {k: (saved.get(k), now.get(k)) for k in sorted(set(saved) | set(now))
                    if k not in RESUME_MAY_DIFFER and saved.get(k) != now.get(k)}
-    saved_model, now_model = state.get("model_config", {}), cfg.model_config().to_dict()
+    saved_model = {**dataclasses.asdict(DPCNConfig()), **dict(state.get("model_config", {}))}
+    now_model = cfg.model_config().to_dict()
     differences.update({f"model.{k}": (saved_model.get(k), now_model.get(k)) for k in sorted(now_model)
-                        if saved_model.get(k) != now_model.get(k) and k not in cfg.model_overrides})
+                        if _plain(saved_model.get(k)) != _plain(now_model.get(k)) and k not in cfg.model_overrides})
     return differences
+
+
+def _plain(value: Any) -> Any:
+    """Tuples and lists compare equal (a config read back from a checkpoint holds lists)."""
+    return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
 
 
 def resume_training(state: dict[str, Any], cfg: TrainConfig, model: FewShotSegmenter,

@@ -20,7 +20,7 @@ from data_utils.synthetic.benchmarks import BENCHMARKS, DEFAULT_BENCHMARK
 from dpcn_lite.checks import check_choice, check_int, check_number
 from dpcn_lite.model_config import (BACKBONES, DCM_KERNELS, EMPTY_SUPPORT_FALLBACKS, KSHOT_FUSIONS, MODEL_NAMES,
                                     PRESETS, SAM_METHODS, SQUARE_PROTOTYPE_SOURCES, DPCNConfig, check_dcm_kernels,
-                                    get_preset)
+                                    check_test_scales, get_preset)
 
 __all__ = ["BACKBONES", "DCM_KERNELS", "EMPTY_SUPPORT_FALLBACKS", "KSHOT_FUSIONS", "MODEL_NAMES", "OPTIMIZERS",
            "PRESETS", "SAM_METHODS", "SQUARE_PROTOTYPE_SOURCES", "TRAINING_PRESETS", "TRAINING_PRESET_NAMES",
@@ -78,6 +78,8 @@ class TrainConfig:
     eval_seeds: tuple[int, ...] = (0,)
     """Test-episode seeds; several give mean ± std."""
     eval_batch_size: int = 8
+    test_scales: tuple[float, ...] = (1.0,)
+    """Multi-scale testing: the query is resized by each scale and the logits are averaged (``(1.0,)`` = off)."""
     selection_episodes: int = 0
     """Held-out base-class episodes scored after every epoch to select the best epoch (0 = off). They come from the
     test split's images but target the fold's *base* classes, so no novel-class label is ever looked at. The last
@@ -106,6 +108,7 @@ class TrainConfig:
                 or not 1 <= len(self.eval_seeds) <= 100:
             raise BadArgumentError(f"eval_seeds={self.eval_seeds!r} must be a list of 1 to 100 seeds.")
         self.eval_seeds = tuple(check_int("eval seed", s, 0, 2**32 - 1) for s in self.eval_seeds)
+        self.test_scales = check_test_scales(self.test_scales, "test_scales")
         check_choice("TrainConfig.preset", self.preset, tuple(PRESETS))
         check_choice("TrainConfig.model", self.model, MODEL_NAMES)
         check_choice("TrainConfig.dataset", self.dataset, DATASETS)
@@ -166,6 +169,7 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)
         values["eval_seeds"] = list(self.eval_seeds)
+        values["test_scales"] = list(self.test_scales)
         return values
 
     @classmethod

@@ -164,6 +164,7 @@ def evaluate_on_test(model: FewShotSegmenter, cfg: TrainConfig, *, episodes: int
     """
     source = source if source is not None else make_source(cfg)
     count = episodes or cfg.eval_episodes
+    evaluate_options.setdefault("scales", cfg.test_scales)
     return evaluate_seeds(model, lambda seed: episodes_for_config(cfg, "test", seed=seed, episodes=count, source=source),
                           seeds or cfg.eval_seeds, batch_size=cfg.eval_batch_size, **evaluate_options)
 
@@ -225,6 +226,7 @@ def _run_experiment(cfg: TrainConfig, run_dir: Path, *, resume: bool, progress: 
         **({"benchmark": source.benchmark.tag} if cfg.dataset == "synthetic" else {}),
         "model_overrides": cfg.model_overrides,
         "evaluation": "original-resolution labels, ignore 255 removed, class IoU = sum(I)/sum(U) over episodes",
+        "test_scales": list(cfg.test_scales),
         "train_seconds": result.seconds,
         "eval_seconds": time.perf_counter() - started,
         "final_train_loss": result.history[-1]["loss"] if result.history else None,

@@ -57,7 +57,9 @@ class FeatureCache:
     def features_identity(model: FewShotSegmenter, dtype: torch.dtype) -> str:
         """What makes a feature besides the image: the backbone, its weights' origin, and the storage type."""
         config = model.config
-        return f"{config.backbone}{' (pretrained)' if config.pretrained else ' (random init)'} as {dtype}"
+        weights = getattr(config, "backbone_weights", None)
+        origin = f" (weights {weights})" if weights else " (pretrained)" if config.pretrained else " (random init)"
+        return f"{config.backbone}{origin} as {dtype}"
 
     @property
     def identity(self) -> str:

@@ -106,6 +106,14 @@ def test_evaluate_a_checkpoint_with_several_seeds(run_dir: Path, tmp_path: Path,
     assert "±" in capsys.readouterr().out
 
 
+def test_evaluate_with_several_test_scales(run_dir: Path, tmp_path: Path) -> None:
+    output = tmp_path / "multi.json"
+    assert main(["evaluate", "--run-dir", str(run_dir), "--episodes", "4", "--test-scales", "0.75", "1.0",
+                 "--output", str(output), "--no-progress"]) == 0
+    assert json.loads(output.read_text())["test_scales"] == [0.75, 1.0]
+    assert json.loads((run_dir / "metrics.json").read_text())["test_scales"] == [1.0]
+
+
 def test_predict_draws_a_png(run_dir: Path, tmp_path: Path) -> None:
     output = tmp_path / "predictions.png"
     assert main(["predict", "--checkpoint", str(run_dir / "checkpoint.pt"), "--episodes", "2",

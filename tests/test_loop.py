@@ -75,6 +75,18 @@ def test_resume_allows_only_the_named_harmless_settings(tmp_path: Path) -> None:
     train(tiny_config(epochs=1, eval_batch_size=2), tmp_path, resume=True, progress=False)
 
 
+def test_a_checkpoint_written_before_a_setting_existed_resumes_with_its_default(tmp_path: Path) -> None:
+    cfg = tiny_config(epochs=1)
+    train(cfg, tmp_path, progress=False)
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    for key in ("test_scales", "selection_episodes", "head_lr_scale"):
+        del state["train_config"][key]
+    del state["model_config"]["mask_support_high"]
+    assert resume_differences(state, cfg) == {}
+    state["train_config"]["head_lr_scale"] = 10.0  # a recorded value still has to match
+    assert resume_differences(state, cfg) == {"head_lr_scale": (10.0, 1.0)}
+
+
 def test_resume_lists_model_settings_that_changed_in_the_preset(tmp_path: Path) -> None:
     cfg = tiny_config(epochs=1)
     train(cfg, tmp_path, progress=False)
