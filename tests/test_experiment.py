@@ -36,8 +36,11 @@ def test_test_episodes_are_the_folds_novel_classes_and_train_episodes_the_others
 
 
 def test_no_episode_count_means_one_pass_over_the_pool(cfg) -> None:
-    one_pass = episodes_for_config(cfg, "train", seed=0, episodes=None)
-    assert len(one_pass) == len(one_pass.pairs) > 5
+    """Training: PFENet's epoch, each training image once; testing: one episode per (image, class) pair."""
+    train = episodes_for_config(cfg, "train", seed=0, episodes=None)
+    assert train.per_image and len(train) == len(train.images) > 5
+    test = episodes_for_config(cfg, "test", seed=0, episodes=None)
+    assert not test.per_image and len(test) == len(test.pairs) > 5
 
 
 def test_episodes_use_the_normalisation_of_the_configs_backbone() -> None:
