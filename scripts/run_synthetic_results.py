@@ -13,6 +13,7 @@ batch keeps what it finished and a second call skips it: the script resumes. Tra
     python scripts/run_synthetic_results.py --estimate                 # CPU and wall hours of the whole batch
     python scripts/run_synthetic_results.py --shard 0/2 &              # the batch on two cores: one process each,
     python scripts/run_synthetic_results.py --shard 1/2 &              # single-threaded, every other job
+    python scripts/run_synthetic_results.py --render                   # docs/results.md from the records so far
     python scripts/run_synthetic_results.py --rows dpcn prototype --seeds 5 6   # some rows, more seeds
 
 Jobs run seeds outermost, then rows by priority (DPCN, prototype, without SAM / FFM / DCM, prior, S, kernel shapes,
@@ -31,17 +32,21 @@ from typing import Any
 
 import torch
 
+from data_utils.files import atomic_write_text
 from dpcn_lite.checkpoint import load_trained_model
 from dpcn_lite.config import KSHOT_FUSIONS, TrainConfig, resolve_config
 from dpcn_lite.evaluate import ForeignSupports, evaluate, summarise_runs
 from dpcn_lite.experiment import episodes_for_config, make_source, run_experiment, source_key
 from dpcn_lite.feature_cache import FeatureCache
 from dpcn_lite.model import build_model
-from dpcn_lite.results import append_records, packaged_results_path, record_key, recorded_keys
+from dpcn_lite.model_config import DPCNConfig
+from dpcn_lite.results import (Interval, append_records, group_by_setting, load_records, mean_and_sample_std,
+                               packaged_results_path, paired_difference, record_key, recorded_keys, scores)
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results.json"
 PAGE = ROOT / "docs" / "results.md"
+FIGURE = ROOT / "docs" / "images" / "results_paired.png"
 TEST_SEED = 0
 ANALYSIS_MARKER = "<!-- analysis: kept when the table is re-rendered -->"
 
@@ -326,6 +331,362 @@ def estimate(setup: Setup, rows: list[Row], seeds: list[int], episodes: int, log
 
 
 # ======================================================================================================================
+# The page: docs/results.md from the records
+# ======================================================================================================================
+
+MIN_SEEDS = 5
+PAPER_NOTE = ("paper: PASCAL-5i, ResNet-50, 1-shot, fold 0 / mean of the four folds (mIoU, %); another dataset, "
+              "backbone and budget, so compare signs and orderings, not values")
+PAPER_1SHOT: dict[str, tuple[float, float]] = {  # row -> (fold 0, mean): Tables 3, 4, 5; PFENet as DPCN's Table 1
+    "dpcn": (65.7, 66.7), "no-sam": (67.1, 65.4), "no-ffm": (63.5, 64.7), "no-dcm": (63.6, 64.5),
+    "S3": (65.2, 65.9), "S7": (65.5, 66.1),
+    "kernels-s": (64.7, 65.0), "kernels-h": (64.9, 65.2), "kernels-vh": (63.2, 64.7), "prior": (61.7, 60.8),
+}
+PAPER_5SHOT: dict[str, tuple[float, float]] = {  # Table 7 (its fold-0 "Ours" 69.2 is 70.0 in Table 1)
+    "vote": (66.2, 68.1), "mask_avg": (67.2, 68.4), "or": (66.0, 67.6), "pool": (69.2, 69.9)}
+SHORT_LABELS = {"prototype": "prototype baseline", "prior": "prior baseline", "no-sam": "without SAM",
+                "no-ffm": "without FFM", "no-dcm": "without DCM", "S3": "S = 3", "S7": "S = 7",
+                "kernels-v": "kernels v", "kernels-h": "kernels h", "kernels-s": "kernels s",
+                "kernels-vh": "kernels v+h",
+                "kernels-vs": "kernels v+s", "kernels-hs": "kernels h+s", "square-direct": "square prototypes direct",
+                "oracle": "oracle (trained on novel classes)"}
+FUSION_NAMES = {"pool": "pool (DPCN: foreground vectors of all shots; baselines: prototypes averaged over shots)",
+                "mask_avg": "mask average", "vote": "vote (HSNet)", "or": "mask OR"}
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _mean_std(values: list[float], digits: int = 1) -> str:
+    if not values:
+        return "–"
+    mean, std = mean_and_sample_std(values)
+    return f"{mean:.{digits}f}" if std is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def _paper(row: str) -> tuple[str, str]:
+    paper = PAPER_1SHOT.get(row)
+    return (f"{paper[0]:.1f}", f"{paper[1]:.1f}") if paper else ("–", "–")
+
+
+def _main_setting(groups: dict[str, list[dict[str, Any]]]) -> str:
+    """The setting with the most DPCN 1-shot records (the main budget); ties go to the first."""
+    return max(groups, key=lambda k: len(scores(groups[k], "dpcn")))
+
+
+def _row_label(key: str, records: list[dict[str, Any]]) -> str:
+    if key in ROW_BY_KEY:
+        return ROW_BY_KEY[key].label
+    return next((r.get("label", key) for r in records if r.get("row") == key), key)
+
+
+def _versus_dpcn(records: list[dict[str, Any]], row: str) -> Interval | None:
+    """DPCN − row per seed (1-shot, own supports): positive when the row scores lower than full DPCN."""
+    return paired_difference(scores(records, "dpcn"), scores(records, row)).interval
+
+
+def _describe(interval: Interval | None) -> str:
+    """``+2.0 [-0.5, +4.5] (n = 3), straddles zero``; ``+2.0 (one seed)``; ``not measured yet``."""
+    if interval is None:
+        return "not measured yet"
+    if interval.half_width is None:
+        return interval.text()
+    return f"{interval.text()} (n = {interval.n}), {interval.verdict}"
+
+
+def _verdict(interval: Interval | None) -> str:
+    return "–" if interval is None else interval.verdict
+
+
+def _checklist(records: list[dict[str, Any]], rows: list[str]) -> list[str]:
+    """The "Done when" targets of issue 13, measured."""
+    def box(met: bool | None) -> str:
+        return "[x]" if met else "[ ]"
+
+    lines = []
+    seeds = {row: len(scores(records, row)) for row in rows}
+    short = [f"{row} ({n})" for row, n in seeds.items() if n < MIN_SEEDS]
+    lines.append(f"* {box(not short)} Every row has at least {MIN_SEEDS} seeds: "
+                 + (f"{len(rows) - len(short)} of {len(rows)} rows do; short: {', '.join(short)}." if short
+                    else f"all {len(rows)} rows do."))
+    proto = _versus_dpcn(records, "prototype")
+    met = proto is not None and proto.half_width is not None and proto.mean >= 8 and proto.low > 0
+    lines.append(f"* {box(met)} DPCN − prototype ≥ 8 points, interval above zero: {_describe(proto)}.")
+    for row, name in (("no-sam", "SAM"), ("no-ffm", "FFM"), ("no-dcm", "DCM")):
+        interval = _versus_dpcn(records, row)
+        met = interval is not None and interval.verdict == "above zero"
+        lines.append(f"* {box(met)} Removing {name} lowers mIoU (DPCN − without {name} above zero): "
+                     f"{_describe(interval)}.")
+    holes = {row: scores(records, row, metric="hole_fill") for row in ("dpcn", "prototype")}
+    bodies = {row: scores(records, row, metric="body_fill") for row in ("dpcn", "prototype")}
+    if holes["dpcn"] and holes["prototype"]:
+        h_d, h_p = (mean_and_sample_std(list(holes[r].values()))[0] for r in ("dpcn", "prototype"))
+        b_d, b_p = (mean_and_sample_std(list(bodies[r].values()))[0] for r in ("dpcn", "prototype"))
+        met = h_d <= 0.75 * h_p and abs(b_d - b_p) <= 0.1
+        lines.append(f"* {box(met)} DPCN's hole fill ≤ 0.75 × the prototype's, body fill within 0.1 of it: "
+                     f"hole {h_d:.3f} vs 0.75 × {h_p:.3f} = {0.75 * h_p:.3f}; body {b_d:.3f} vs {b_p:.3f}.")
+    else:
+        lines.append("* [ ] DPCN's hole fill ≤ 0.75 × the prototype's, body fill within 0.1: not measured yet.")
+    five = paired_difference(scores(records, "dpcn", shots=5, fusion="pool"), scores(records, "dpcn")).interval
+    lines.append(f"* {box(five is not None and five.verdict == 'above zero')} 5-shot above 1-shot (DPCN, pool − "
+                 f"1-shot, paired): {_describe(five)}.")
+    square = _versus_dpcn(records, "square-direct")
+    default = DPCNConfig().square_prototypes
+    if square is None or square.verdict in ("straddles zero", "one seed"):
+        state = ("not measured yet" if square is None else
+                 f"literal − direct {_describe(square)}: no sign yet, the default stays `{default}`")
+        lines.append(f"* [ ] The square-kernel default follows the measurement: {state}.")
+    else:
+        better = "literal" if square.mean > 0 else "direct"
+        lines.append(f"* {box(better == default)} The square-kernel default follows the measurement: literal − "
+                     f"direct {_describe(square)}: {better} is better; the default is `{default}`.")
+    return lines
+
+
+def _rows_table(records: list[dict[str, Any]], rows: list[str], with_paper: bool) -> list[str]:
+    head = "| row | " + ("paper F0 | paper mean | " if with_paper else "") + \
+        "mIoU | FB-IoU | seeds | DPCN − row, paired [95 % CI] | verdict |"
+    lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
+    for row in rows:
+        miou = list(scores(records, row).values())
+        fb = list(scores(records, row, metric="FB-IoU").values())
+        interval = None if row == "dpcn" else _versus_dpcn(records, row)
+        paper = " | ".join(_paper(row)) + " | " if with_paper else ""
+        lines.append(f"| {_row_label(row, records)} | {paper}{_mean_std(miou)} | {_mean_std(fb)} | {len(miou)} | "
+                     f"{'(reference)' if row == 'dpcn' else '–' if interval is None else interval.text()} | "
+                     f"{'' if row == 'dpcn' else _verdict(interval)} |")
+    return lines
+
+
+def _main_table(records: list[dict[str, Any]], rows: list[str]) -> list[str]:
+    """Every row 1-shot, and the 5-shot (pool) evaluations of the 1-shot models beside their rows.
+
+    Its first four columns keep the layout ``| model | shots | mIoU | FB-IoU |`` that notebook 09 reads."""
+    lines = ["| model | shots | mIoU | FB-IoU | seeds | mIoU per seed | paired difference [95 % CI] | verdict |",
+             "|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        one = scores(records, row)
+        evaluations = [(1, None, one)]
+        five = scores(records, row, shots=5, fusion="pool")
+        if five:
+            evaluations.append((5, "pool", five))
+        for shots, fusion, found in evaluations:
+            if not found:
+                continue
+            fb = list(scores(records, row, shots=shots, fusion=fusion, metric="FB-IoU").values())
+            if shots > 1:
+                interval, what = paired_difference(found, one).interval, "5-shot − 1-shot: "
+            elif row == "dpcn":
+                interval, what = None, "(reference)"
+            else:
+                interval, what = _versus_dpcn(records, row), "DPCN − row: "
+            paired = what + ("" if row == "dpcn" and shots == 1 else "–" if interval is None else interval.text())
+            per_seed = ", ".join(f"{found[seed]:.1f}" for seed in sorted(found))
+            verdict = "" if row == "dpcn" and shots == 1 else _verdict(interval)
+            lines.append(f"| {_row_label(row, records)} | {shots} | {_mean_std(list(found.values()))} | "
+                         f"{_mean_std(fb)} | {len(found)} | {per_seed} | {paired} | {verdict} |")
+    return lines
+
+
+def _fusion_table(records: list[dict[str, Any]]) -> list[str]:
+    lines = ["| model | evaluation | paper F0 | paper mean | mIoU | FB-IoU | seeds | − its 1-shot, paired | "
+             "pool − this fusion, paired |", "|---|---|---|---|---|---|---|---|---|"]
+    for row in ("dpcn", "prototype"):
+        one = scores(records, row)
+        if not one:
+            continue
+        paper = ("65.7", "66.7") if row == "dpcn" else ("–", "–")
+        fb = _mean_std(list(scores(records, row, metric="FB-IoU").values()))
+        lines.append(f"| {_row_label(row, records)} | 1-shot | {paper[0]} | {paper[1]} | "
+                     f"{_mean_std(list(one.values()))} | {fb} | {len(one)} | | |")
+        pool = scores(records, row, shots=5, fusion="pool")
+        for fusion in ("vote", "mask_avg", "or", "pool"):
+            five = scores(records, row, shots=5, fusion=fusion)
+            if not five:
+                continue
+            gain = paired_difference(five, one).interval
+            versus = None if fusion == "pool" else paired_difference(pool, five).interval
+            paper = PAPER_5SHOT[fusion] if row == "dpcn" else None
+            lines.append(
+                f"| {_row_label(row, records)} | 5-shot, {FUSION_NAMES[fusion].split(' (DPCN')[0]} | "
+                f"{_fmt(paper and paper[0])} | "
+                f"{_fmt(paper and paper[1])} | {_mean_std(list(five.values()))} | "
+                f"{_mean_std(list(scores(records, row, shots=5, fusion=fusion, metric='FB-IoU').values()))} | "
+                f"{len(five)} | "
+                f"{'–' if gain is None else gain.text()} | "
+                f"{'' if fusion == 'pool' else '–' if versus is None else versus.text()} |")
+    return lines
+
+
+def _structure_table(records: list[dict[str, Any]], rows: list[str]) -> list[str]:
+    lines = ["| row | hole fill | body fill | mIoU, own supports | mIoU, another class's supports | share kept |",
+             "|---|---|---|---|---|---|"]
+    for row in rows:
+        own, foreign = scores(records, row), scores(records, row, supports="foreign")
+        if not own and not foreign:
+            continue
+        hole = list(scores(records, row, metric="hole_fill").values())
+        body = list(scores(records, row, metric="body_fill").values())
+        kept = paired_difference(foreign, own)
+        share = [f / o for f, o in zip((foreign[s] for s in kept.seeds), (own[s] for s in kept.seeds)) if o > 0]
+        lines.append(f"| {_row_label(row, records)} | {_mean_std(hole, 3)} | {_mean_std(body, 3)} | "
+                     f"{_mean_std(list(own.values()))} | {_mean_std(list(foreign.values()))} | "
+                     f"{_fmt(100 * sum(share) / len(share) if share else None, 0)}{' %' if share else ''} |")
+    return lines
+
+
+def _compute_table(records: list[dict[str, Any]], rows: list[str]) -> tuple[list[str], float]:
+    lines = ["| row | training seeds | CPU hours (training + evaluation) | threads |", "|---|---|---|---|"]
+    total = 0.0
+    for row in rows:
+        mine = [r for r in records if r.get("row") == row]
+        if not mine:
+            continue
+        hours = sum(float(r.get("train_seconds") or 0) + float(r.get("eval_seconds") or 0) for r in mine) / 3600
+        total += hours
+        seeds = sorted(scores(records, row))
+        threads = sorted({int(r.get("threads") or 0) for r in mine})
+        lines.append(f"| {_row_label(row, records)} | {', '.join(map(str, seeds)) or '–'} | {hours:.2f} | "
+                     f"{', '.join(map(str, threads))} |")
+    return lines, total
+
+
+def paired_items(records: list[dict[str, Any]], rows: list[str]) -> list[tuple[str, Interval]]:
+    """What the figure draws: DPCN − each row, and DPCN's 5-shot fusions − its 1-shot, each with its interval."""
+    items = []
+    for row in rows:
+        interval = None if row == "dpcn" else _versus_dpcn(records, row)
+        if interval is not None:
+            items.append((f"DPCN − {SHORT_LABELS.get(row, _row_label(row, records))}", interval))
+    for fusion in KSHOT_FUSIONS:
+        interval = paired_difference(scores(records, "dpcn", shots=5, fusion=fusion), scores(records, "dpcn")).interval
+        if interval is not None:
+            items.append((f"DPCN 5-shot {fusion} − 1-shot", interval))
+    return items
+
+
+def plot_paired(items: list[tuple[str, Interval]], path: Path) -> None:
+    """Each paired difference as a point with its 95 % t-interval; zero marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from dpcn_lite.viz import finish
+
+    fig, ax = plt.subplots(figsize=(8, 0.35 * max(len(items), 1) + 1.3), dpi=100)
+    colours = {"above zero": "tab:green", "below zero": "tab:red", "straddles zero": "0.45", "one seed": "0.7"}
+    for y, (label, interval) in enumerate(reversed(items)):
+        ax.errorbar(interval.mean, y, xerr=interval.half_width or 0.0, fmt="o", capsize=3,
+                    color=colours[interval.verdict])
+    ax.set_yticks(range(len(items)), [label for label, _ in reversed(items)], fontsize=8)
+    ax.axvline(0.0, color="black", linewidth=0.8)
+    ax.set_xlabel("paired difference per training seed, mIoU points: mean and 95 % t-interval")
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    finish(fig, path)
+
+
+def render_page(results: Path, page: Path, figure: Path) -> None:
+    """Rewrite ``page`` (and ``figure``) from the records of ``results``; the text below ANALYSIS_MARKER is kept."""
+    records = load_records(results)
+    groups = group_by_setting(records)
+    lines = ["# Results on the synthetic benchmark", ""]
+    if not records:
+        lines += ["**No results yet**: `python scripts/run_synthetic_results.py` adds them to `docs/results.json`.", ""]
+    else:
+        main_key = _main_setting(groups)
+        main = groups[main_key]
+        known = [row.key for row in ROWS]
+        rows = known + sorted({r["row"] for r in main} - set(known))
+        present = [row for row in rows if scores(main, row)]
+        short = [f"{_row_label(row, main)} ({len(scores(main, row))})" for row in rows
+                 if 0 < len(scores(main, row)) < MIN_SEEDS]
+        missing = [_row_label(row, main) for row in rows if not scores(main, row)]
+        if short or missing:
+            lines += [f"> **Partial.** The batch has not finished: "
+                      + (f"rows with fewer than {MIN_SEEDS} training seeds (seeds so far): {'; '.join(short)}. "
+                         if short else "")
+                      + (f"Rows not measured yet: {'; '.join(missing)}. " if missing else "")
+                      + "Numbers and intervals will change as the batch fills in.", ""]
+        first = main[0]
+        b = first["budget"]
+        seeds = sorted({int(r["seed"]) for r in main})
+        compute, hours = _compute_table(main, rows)
+        lines += [
+            "Made by `python scripts/run_synthetic_results.py --render` from the records in `docs/results.json` "
+            f"({len(records)} evaluations). Every row: the `{first['preset']}` preset"
+            + (" (frozen EfficientNet-Lite0, 160 px, C = 64)" if first["preset"] == "cpu" else "")
+            + f", benchmark `{first['benchmark']}`, fold {first['fold']}, trained 1-shot for {b['epochs']} "
+            f"epoch(s) × {b['episodes_per_epoch']} episodes (batch {b['batch_size']}, {b['optimizer']}, poly LR from "
+            f"{b['lr']:g}), training seeds {', '.join(map(str, seeds))}; each model evaluated on the same "
+            f"{first['test_episodes']:,} test episodes (test seed {first['test_seed']}), mIoU and FB-IoU in percent, "
+            f"mean ± sample std over the training seeds. {hours:.1f} CPU hours spent on the rows shown.",
+            "",
+            "**Paired differences.** Every row is trained with the same seeds as full DPCN; the difference "
+            "DPCN − row is taken per seed (same seed, same test episodes), and the page gives its mean and "
+            "95 % t-interval (n − 1 degrees of freedom). *above zero*: the whole interval says DPCN is better; "
+            "*below zero*: the row is better; *straddles zero*: these seeds cannot tell the two apart.",
+            "",
+            f"The paper's numbers beside ours are its PASCAL-5i numbers ({PAPER_NOTE}).",
+            "",
+            "## Targets of issue 13", "", *_checklist(main, [r for r in known]), "",
+            "## All rows", "",
+            "1-shot, and the 1-shot models of DPCN and the prototype baseline given five supports (the paper's "
+            "pooling; the other fusions below).", "",
+            *_main_table(main, present), "",
+            f"![Paired differences with their 95 % intervals](images/{figure.name})", "",
+            "## Baselines and the oracle (the paper quotes PFENet in its Table 1; PANet's PASCAL numbers are not "
+            "in our notes)", "",
+            *_rows_table(main, [r for r in ("dpcn", "prototype", "prior", "oracle") if r in present], True), "",
+            "The oracle is DPCN trained on the novel classes' labels too (`docs/diagnosis.md`): an upper bound for "
+            "these features and this budget, never a few-shot result.", "",
+            "## Modules (beside the paper's Table 3)", "",
+            *_rows_table(main, [r for r in ("dpcn", "no-sam", "no-ffm", "no-dcm") if r in present], True), "",
+            "## Kernel size S (Table 4; S = 5 is DPCN)", "",
+            *_rows_table(main, [r for r in ("S3", "dpcn", "S7") if r in present], True), "",
+            "## Kernel shapes (Table 5; v = S × 1, h = 1 × S, s = S × S; all three is DPCN)", "",
+            "The paper's rows: 5×5 only, 1×5 only, 1×5 + 5×1, all three, and without DCM (64.5 mean); the other "
+            "subsets are ours.", "",
+            *_rows_table(main, [r for r in ("kernels-v", "kernels-h", "kernels-s", "kernels-vh", "kernels-vs",
+                                            "kernels-hs", "dpcn", "no-dcm") if r in present], True), "",
+            "## The square kernel's source", "",
+            "`literal` (DPCN's default, pool_{S²} of the S prototypes as Eq. 6 reads) against `direct` "
+            "(pool_{S²} of the foreground vectors); the paper has no such row.", "",
+            *_rows_table(main, [r for r in ("dpcn", "square-direct") if r in present], False), "",
+            "## k-shot fusion (Table 7): the 1-shot models given five supports", "",
+            "`pool` is the paper's rule: DPCN pools the foreground vectors of all shots into one set of kernels "
+            "(the prototype baseline averages its prototypes over the shots); the other fusions run the model once "
+            "per shot and fuse the five predictions (`dpcn_lite.kshot`). The paper's fold-0 69.2 for its own rule "
+            "is 70.0 in its Table 1.", "",
+            *_fusion_table(main), "",
+            "## Holes and slots, and another class's supports", "",
+            "Hole fill: share of the targets' hole pixels predicted foreground (lower is better); body fill: share "
+            "of the targets' own pixels predicted foreground (higher is better); fractions, mean over the seeds. "
+            "The last columns give each model the supports of another class (`ForeignSupports`): a model that "
+            "reads its support loses most of its score.", "",
+            *_structure_table(main, rows), "",
+            "## Seeds and compute", "", *compute, "",
+        ]
+        others = [k for k in groups if k != main_key]
+        if others:
+            lines += ["## Other budgets", "",
+                      "Rows trained at another budget or setting are paired with full DPCN at that same budget.", ""]
+            for key in others:
+                group = groups[key]
+                g = group[0]
+                lines += [f"**{g['preset']} preset, `{g['benchmark']}`, {g['budget']['epochs']} epochs × "
+                          f"{g['budget']['episodes_per_epoch']} episodes, {g['test_episodes']:,} test episodes**", "",
+                          *_rows_table(group, [r for r in rows if scores(group, r)], False), ""]
+        plot_paired(paired_items(main, present), figure)
+    previous = page.read_text() if page.exists() else ""
+    lines += [previous[previous.index(ANALYSIS_MARKER):].rstrip("\n") if ANALYSIS_MARKER in previous
+              else ANALYSIS_MARKER]
+    atomic_write_text("\n".join(lines) + "\n", page)
+
+
+# ======================================================================================================================
 # Command line
 # ======================================================================================================================
 
@@ -349,6 +710,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="where trained models are kept (ignored by git)")
     parser.add_argument("--estimate", action="store_true", help="time a short training, print the batch's CPU hours")
     parser.add_argument("--estimate-episodes", type=int, default=96, help="episodes of the estimate's timings")
+    parser.add_argument("--render", action="store_true", help="render docs/results.md from the records and stop")
+    parser.add_argument("--page", type=Path, default=PAGE, help=argparse.SUPPRESS)
     parser.add_argument("--preset", choices=("cpu", "tiny"), default="cpu", help=argparse.SUPPRESS)
     parser.add_argument("--images-per-class", type=int, default=None, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -362,6 +725,10 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"--shard {args.shard}: use i/n, e.g. 0/2 and 1/2.") from None
     if not 0 <= shard < shards:
         raise SystemExit(f"--shard {args.shard}: use i/n with 0 <= i < n, e.g. 0/2 and 1/2.")
+    if args.render:
+        render_page(args.results, args.page, args.page.parent / "images" / FIGURE.name)
+        print(f"rendered {args.page} from {args.results}")
+        return
     setup = make_setup(args)
     rows = [ROW_BY_KEY[k] for k in args.rows] if args.rows else list(ROWS)
     rows = [row for row in ROWS if row in rows]  # always the priority order

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import fnmatch
 import importlib.util
 import json
+import math
+import re
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 import torch
+from filelock import FileLock
 
-from dpcn_lite.results import append_records, load_records, lock_path, record_key
+from dpcn_lite.results import (append_records, group_by_setting, load_records, lock_path, packaged_results_path,
+                               paired_difference, record_key, scores, setting_key, t_interval, t_quantile_975)
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "run_synthetic_results.py"
@@ -111,3 +117,119 @@ def test_append_keeps_other_writers_records_and_skips_known_keys(tmp_path):
     assert [r["seed"] for r in records] == [0, 1, 2] and records[0]["mIoU"] == 50.0
     assert records[2]["mIoU"] is None  # strict JSON: NaN is written as null
     assert lock_path(path).name == ".results.json.lock"
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Statistics
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_t_interval_of_one_two_three_is_two_plus_minus_t_over_root_three():
+    interval = t_interval([1.0, 2.0, 3.0])
+    assert interval.mean == 2.0 and interval.n == 3
+    assert interval.half_width == pytest.approx(4.3027 / math.sqrt(3), abs=1e-4)
+    assert interval.verdict == "straddles zero"
+    assert interval.text() == "+2.0 [-0.5, +4.5]"
+    assert t_interval([5.0]).half_width is None and t_interval([5.0]).verdict == "one seed"
+    assert t_interval([1.0, 1.1, 0.9]).verdict == "above zero"
+    assert t_interval([-1.0, -1.1, -0.9]).verdict == "below zero"
+    with pytest.raises(ValueError):
+        t_interval([])
+
+
+def test_t_quantiles_agree_with_scipy_where_it_is_installed():
+    assert t_quantile_975(1) == 12.7062 and t_quantile_975(4) == 2.7764
+    with pytest.raises(ValueError):
+        t_quantile_975(0)
+    stats = pytest.importorskip("scipy.stats")
+    for df in (*range(1, 61), 100, 1000):
+        assert t_quantile_975(df) == pytest.approx(float(stats.t.ppf(0.975, df)), abs=2e-4)
+
+
+def _record(row: str, seed: int, miou: float, *, shots: int = 1, supports: str = "own", fusion: str | None = None,
+            epochs: int = 20, **extra) -> dict:
+    return {"row": row, "seed": seed, "shots": shots, "supports": supports, "fusion": fusion, "mIoU": miou,
+            "FB-IoU": 50.0 + miou / 2, "per_class_IoU": {"1": miou}, "hole_fill": 0.1, "body_fill": 0.8,
+            "budget": {"epochs": epochs, "episodes_per_epoch": 600, "batch_size": 8, "optimizer": "AdamW",
+                       "lr": 0.001},
+            "benchmark": "categories-v2", "preset": "cpu", "fold": 0, "test_episodes": 1000, "test_seed": 0,
+            "train_seconds": 600.0 if supports == "own" and shots == 1 else 0.0, "eval_seconds": 30.0, "threads": 1,
+            **extra}
+
+
+def test_paired_differences_match_seeds_and_settings():
+    records = [_record("dpcn", s, 70.0 + s) for s in range(3)] + [_record("no-sam", s, 69.0 + s - d)
+                                                                     for s, d in ((0, 0.0), (1, 1.0), (2, 2.0))]
+    records += [_record("no-sam", 9, 10.0)]  # a seed DPCN lacks: not paired
+    records += [_record("dpcn", 0, 1.0, epochs=40)]  # another budget: another setting
+    groups = group_by_setting(records)
+    assert len(groups) == 2
+    main = next(g for g in groups.values() if len(g) > 1)
+    dpcn, no_sam = scores(main, "dpcn"), scores(main, "no-sam")
+    assert dpcn == {0: 70.0, 1: 71.0, 2: 72.0}
+    paired = paired_difference(dpcn, no_sam)
+    assert paired.seeds == (0, 1, 2) and paired.differences == (1.0, 2.0, 3.0)
+    assert paired.interval.mean == 2.0 and paired.interval.low == pytest.approx(2.0 - 4.3027 / math.sqrt(3), 1e-4)
+    assert setting_key(records[0]) != setting_key(records[-1])
+    five = [_record("dpcn", 0, 75.0, shots=5, fusion="pool"), _record("dpcn", 0, 74.0, shots=5, fusion="vote")]
+    assert scores(five, "dpcn", shots=5, fusion="vote") == {0: 74.0} and scores(five, "dpcn") == {}
+    with pytest.raises(ValueError):
+        scores(five, "dpcn", shots=5)
+    assert scores([_record("dpcn", 0, 1.0, supports="foreign")], "dpcn", supports="foreign") == {0: 1.0}
+    assert scores(records, "dpcn", metric="hole_fill")[0] == 0.1
+
+
+def test_the_page_is_rendered_from_a_small_results_file(runner, tmp_path):
+    records = []
+    for seed in range(5):
+        records += [_record("dpcn", seed, 70.0 + seed), _record("prototype", seed, 58.0 + seed, hole_fill=0.05),
+                    _record("dpcn", seed, 10.0, supports="foreign"),
+                    _record("dpcn", seed, 73.0 + seed, shots=5, fusion="pool")]
+    records += [_record("no-sam", seed, 71.0 + seed) for seed in range(2)]
+    records += [_record("S7", 0, 60.0, epochs=40), _record("dpcn", 0, 62.0, epochs=40)]
+    results, page = tmp_path / "results.json", tmp_path / "docs" / "results.md"
+    append_records(results, records)
+    page.parent.mkdir()
+    page.write_text("# old\n\n" + runner.ANALYSIS_MARKER + "\n\nA hand-written reading.\n")
+    runner.main(["--render", "--results", str(results), "--page", str(page)])
+    text = page.read_text()
+    assert text.startswith("# Results on the synthetic benchmark") and "# old" not in text
+    assert text.endswith(runner.ANALYSIS_MARKER + "\n\nA hand-written reading.\n")  # the reading survives
+    assert "**Partial.**" in text and "DPCN without SAM (2)" in text and "DPCN without FFM" in text
+    # DPCN - prototype is +12 on every seed: a zero-width interval above zero, and the target is met.
+    assert "* [x] DPCN − prototype ≥ 8 points, interval above zero: +12.0 [+12.0, +12.0] (n = 5), above zero." \
+        in text
+    assert "* [ ] Removing SAM lowers mIoU (DPCN − without SAM above zero): -1.0 [-1.0, -1.0] (n = 2), below zero." \
+        in text
+    assert "5-shot above 1-shot (DPCN, pool − 1-shot, paired): +3.0 [+3.0, +3.0] (n = 5), above zero." in text
+    assert "| DPCN (SAM + FFM + DCM) | 65.7 | 66.7 | 72.0 ± 1.6 | 86.0 ± 0.8 | 5 |" in text  # beside Table 3
+    # Notebook 09 reads `| model | shots | mIoU ± std | FB-IoU ± std |` rows: each (model, shots) once, right.
+    number = r"([\d.]+) ± ([\d.]+)"
+    read = [m.groups()[:3] for m in re.finditer(rf"^\| (.+?) \| (\d+) \| {number} \| {number} \|", text, re.M)]
+    assert sorted(read) == [("DPCN (SAM + FFM + DCM)", "1", "72.0"), ("DPCN (SAM + FFM + DCM)", "5", "75.0"),
+                            ("DPCN without SAM", "1", "71.5"), ("Prototype baseline (PANet-like)", "1", "60.0")]
+    assert "## Other budgets" in text and "40 epochs" in text
+    assert (page.parent / "images" / "results_paired.png").stat().st_size > 1000
+
+
+def test_an_empty_results_file_renders_a_page_that_says_so(runner, tmp_path):
+    results, page = tmp_path / "results.json", tmp_path / "results.md"
+    append_records(results, [])
+    runner.main(["--render", "--results", str(results), "--page", str(page)])
+    assert "No results yet" in page.read_text() and runner.ANALYSIS_MARKER in page.read_text()
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The committed results file and its packaged copy
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_the_packaged_copy_is_identical_and_listed_in_package_data():
+    canonical, packaged = ROOT / "docs" / "results.json", packaged_results_path()
+    with FileLock(lock_path(canonical)):  # a running batch may be appending right now
+        assert packaged.read_text() == canonical.read_text(), \
+            "dpcn_lite/data/results.json differs from docs/results.json: copy it (the runner writes both)"
+    load_records(packaged)  # valid
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["dpcn_lite"]
+    relative = packaged.relative_to(ROOT / "dpcn_lite").as_posix()
+    assert any(fnmatch.fnmatch(relative, pattern) for pattern in patterns), (relative, patterns)
