@@ -238,8 +238,8 @@ class Runner:
         self.test_cache.check_key(source_key(trained_cfg), model, torch.float32)
         for evaluation in pending:
             started = time.perf_counter()
-            scores = self.evaluate(model, trained_cfg, evaluation)
-            self._add(setup.record(row, seed, evaluation, scores,
+            measured = self.evaluate(model, trained_cfg, evaluation)
+            self._add(setup.record(row, seed, evaluation, measured,
                                    train_seconds=metrics["train_seconds"] if evaluation == own else 0.0,
                                    eval_seconds=time.perf_counter() - started))
             count += 1
@@ -266,12 +266,14 @@ class Runner:
 # ======================================================================================================================
 
 
-def estimate(setup: Setup, rows: list[Row], seeds: list[int], episodes: int, log=print) -> dict[str, float]:
+def estimate(setup: Setup, rows: list[Row], seeds: list[int], episodes: int, log=print) -> dict[str, Any]:
     """Time one short training per head kind and a few evaluations, single-threaded; extrapolate to the batch.
 
-    Each head is trained for one epoch of ``episodes`` episodes twice on warm caches' images; the second run is
-    timed (the first fills the caches). DPCN's ablation rows are costed as DPCN (removing a module only makes it
-    cheaper, S = 7 a little dearer). Evaluations are timed on ``episodes`` test episodes and scaled to the batch's."""
+    Each head trains one epoch of ``episodes`` episodes twice: the first fills the feature cache, the second sees
+    the same episodes, all cached, and its epoch clock (``history.jsonl``) gives the training time per episode. The
+    difference between the two, per image cached, costs each shard's cache fill. DPCN's ablation rows are costed as
+    DPCN (removing a module only makes it cheaper, S = 7 a little dearer). Evaluations are timed on ``episodes`` test
+    episodes (1-shot, 5-shot pooled, 5-shot fused per shot) and scaled to the batch's."""
     torch.set_num_threads(1)
     runner = Runner(setup, log=lambda line: None)
     args = setup.args
