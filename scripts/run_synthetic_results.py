@@ -187,6 +187,16 @@ def shard_jobs(jobs: list[tuple[int, Row]], shard: int, shards: int) -> list[tup
 # ======================================================================================================================
 
 
+def training_seconds(run_dir: Path, fallback: float) -> float:
+    """The whole training's seconds: the sum of the epochs' clocks in ``history.jsonl`` (a resumed run's own
+    ``train_seconds`` counts only the epochs it trained itself); ``fallback`` without a history."""
+    history = run_dir / "history.jsonl"
+    if not history.is_file():
+        return float(fallback)
+    rows = [json.loads(line) for line in history.read_text().splitlines() if line.strip()]
+    return float(sum(row.get("seconds", 0.0) for row in rows)) or float(fallback)
+
+
 class Runner:
     """Trains and evaluates the jobs of one process, sharing one training and one test feature cache."""
 
@@ -226,9 +236,10 @@ class Runner:
         else:
             metrics = json.loads(metrics_file.read_text())
         count = 0
+        train_seconds = training_seconds(run_dir, metrics["train_seconds"])
         if own in pending and metrics.get("episodes") == setup.args.eval_episodes \
                 and metrics.get("eval_seeds") == [TEST_SEED]:
-            self._add(setup.record(row, seed, own, metrics, train_seconds=metrics["train_seconds"],
+            self._add(setup.record(row, seed, own, metrics, train_seconds=train_seconds,
                                    eval_seconds=metrics["eval_seconds"]))
             pending.remove(own)
             count += 1
@@ -240,7 +251,7 @@ class Runner:
             started = time.perf_counter()
             measured = self.evaluate(model, trained_cfg, evaluation)
             self._add(setup.record(row, seed, evaluation, measured,
-                                   train_seconds=metrics["train_seconds"] if evaluation == own else 0.0,
+                                   train_seconds=train_seconds if evaluation == own else 0.0,
                                    eval_seconds=time.perf_counter() - started))
             count += 1
         return count

@@ -233,3 +233,9 @@ def test_the_packaged_copy_is_identical_and_listed_in_package_data():
     patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["dpcn_lite"]
     relative = packaged.relative_to(ROOT / "dpcn_lite").as_posix()
     assert any(fnmatch.fnmatch(relative, pattern) for pattern in patterns), (relative, patterns)
+
+
+def test_a_resumed_run_counts_every_epoch_of_its_training(runner, tmp_path):
+    assert runner.training_seconds(tmp_path, 7.0) == 7.0  # no history: the run's own clock
+    (tmp_path / "history.jsonl").write_text('{"epoch": 1, "seconds": 30.5}\n{"epoch": 2, "seconds": 29.5}\n')
+    assert runner.training_seconds(tmp_path, 0.05) == 60.0  # resumed after its last epoch: the history's sum
