@@ -595,7 +595,8 @@ def plot_paired(items: list[tuple[str, Interval]], path: Path) -> None:
                     color=colours[interval.verdict])
     ax.set_yticks(range(len(items)), [label for label, _ in reversed(items)], fontsize=8)
     ax.axvline(0.0, color="black", linewidth=0.8)
-    ax.set_xlabel("paired difference per training seed, mIoU points: mean and 95 % t-interval")
+    ax.set_xlabel("paired difference per training seed, mIoU points: mean and 95 % t-interval"
+                  + (" (grey dots: one seed, no interval yet)" if any(i.half_width is None for _, i in items) else ""))
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     finish(fig, path)
@@ -632,10 +633,11 @@ def render_page(results: Path, page: Path, figure: Path) -> None:
             f"({len(records)} evaluations). Every row: the `{first['preset']}` preset"
             + (" (frozen EfficientNet-Lite0, 160 px, C = 64)" if first["preset"] == "cpu" else "")
             + f", benchmark `{first['benchmark']}`, fold {first['fold']}, trained 1-shot for {b['epochs']} "
-            f"epoch(s) × {b['episodes_per_epoch']} episodes (batch {b['batch_size']}, {b['optimizer']}, poly LR from "
-            f"{b['lr']:g}), training seeds {', '.join(map(str, seeds))}; each model evaluated on the same "
-            f"{first['test_episodes']:,} test episodes (test seed {first['test_seed']}), mIoU and FB-IoU in percent, "
-            f"mean ± sample std over the training seeds. {hours:.1f} CPU hours spent on the rows shown.",
+            f"epoch{'s' if b['epochs'] != 1 else ''} × {b['episodes_per_epoch']} episodes (batch {b['batch_size']}, "
+            f"{b['optimizer']}, poly LR from {b['lr']:g}), training seeds {', '.join(map(str, seeds))}; each model "
+            f"evaluated on the same {first['test_episodes']:,} test episodes (test seed {first['test_seed']}), mIoU "
+            f"and FB-IoU in percent, mean ± sample std over the training seeds. {hours:.1f} CPU hours spent on the "
+            "rows shown.",
             "",
             "**Paired differences.** Every row is trained with the same seeds as full DPCN; the difference "
             "DPCN − row is taken per seed (same seed, same test episodes), and the page gives its mean and "
