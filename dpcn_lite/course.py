@@ -11,8 +11,10 @@ compare when both run with the same variables, so neither may define its own.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,14 +25,16 @@ from dpcn_lite.utils import FAST_ENV, default_device, fast_mode, seed_everything
 if TYPE_CHECKING:  # torch is imported lazily: the test tooling imports this module without needing torch.
     import torch
 
-# The GitHub repository the Open-in-Colab badges point at. Change it here (and refresh) when the course is published
-# under a different owner; the hygiene test checks every notebook's badge against this value.
-GITHUB_REPOSITORY = "your-org/dpcn-lite"
-GITHUB_BRANCH = "main"
+# Where the course is published is one setting, kept in a small file that ships with the package. Until an address is
+# set (``python scripts/set_course_address.py OWNER/NAME``), the notebooks carry no Colab badge and their Colab cell
+# installs a wheel the student uploads. The command rewrites every badge and Colab cell from the setting; the hygiene
+# test checks they agree with it.
+ADDRESS_FILE = Path(__file__).resolve().parent / "data" / "course_address.json"
 NOTEBOOK_FOLDER = "notebooks"
 STUDENT_FOLDER = "student_notebooks"  # exercise copies written by scripts/make_student_copies.py
 
 COLAB_BADGE_IMAGE = "https://colab.research.google.com/assets/colab-badge.svg"
+_REPOSITORY_RE = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 
 # Threads are fixed in CI: the thread count changes the low digits of float reductions, and stored outputs are compared
 # as text. Two matches the CI machine and Colab's free tier.
@@ -39,17 +43,89 @@ CI_THREADS = 2
 T = TypeVar("T")
 
 
-def colab_url(notebook_file: str, folder: str = NOTEBOOK_FOLDER) -> str:
-    """The Open-in-Colab address of a notebook of this course, e.g. ``colab_url("00_welcome.ipynb")``."""
+@dataclass(frozen=True)
+class CourseAddress:
+    """Where the course is published: a GitHub ``owner/name`` and branch, or nowhere yet (``repository=None``)."""
+
+    repository: str | None = None
+    branch: str = "main"
+
+    def __post_init__(self) -> None:
+        if self.repository is not None and not _REPOSITORY_RE.match(self.repository):
+            raise ValueError(f"course address {self.repository!r}: write it as OWNER/NAME, e.g. my-lab/dpcn-lite")
+        if not self.branch or any(c.isspace() for c in self.branch):
+            raise ValueError(f"course branch {self.branch!r}: give a branch name such as main")
+
+
+def course_address(path: Path = ADDRESS_FILE) -> CourseAddress:
+    """The published address of the course, read from ``dpcn_lite/data/course_address.json``."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return CourseAddress(repository=data.get("repository"), branch=data.get("branch", "main"))
+
+
+def colab_url(notebook_file: str, folder: str = NOTEBOOK_FOLDER, address: CourseAddress | None = None) -> str | None:
+    """The Open-in-Colab address of a notebook of this course, or None while the course has no published address."""
+    address = course_address() if address is None else address
+    if address.repository is None:
+        return None
     return (
-        f"https://colab.research.google.com/github/{GITHUB_REPOSITORY}/blob/{GITHUB_BRANCH}/"
+        f"https://colab.research.google.com/github/{address.repository}/blob/{address.branch}/"
         f"{folder}/{Path(notebook_file).name}"
     )
 
 
-def colab_badge_markdown(notebook_file: str, folder: str = NOTEBOOK_FOLDER) -> str:
-    """The Markdown of the badge that opens ``notebook_file`` on Colab (paste it into the notebook's first cell)."""
-    return f"[![Open In Colab]({COLAB_BADGE_IMAGE})]({colab_url(notebook_file, folder)})"
+def colab_badge_markdown(notebook_file: str, folder: str = NOTEBOOK_FOLDER,
+                         address: CourseAddress | None = None) -> str | None:
+    """The Markdown of the badge that opens ``notebook_file`` on Colab (None while the course is unpublished)."""
+    url = colab_url(notebook_file, folder, address)
+    return None if url is None else f"[![Open In Colab]({COLAB_BADGE_IMAGE})]({url})"
+
+
+_COLAB_FROM_GITHUB = """\
+# Colab only: install this course into Colab's own environment (its torch and numpy are kept). Skipped elsewhere.
+import sys
+
+if "google.colab" in sys.modules:
+    %pip install --quiet "dpcn-lite @ git+https://github.com/{repository}.git@{branch}"
+    try:
+        import dpcn_lite  # noqa: F401
+    except ImportError:
+        raise SystemExit("The install failed: read pip's message above, then Runtime > Restart session and run this "
+                         "cell again.") from None
+"""
+
+_COLAB_FROM_WHEEL = """\
+# Colab only: install this course into Colab's own environment (its torch and numpy are kept). Skipped elsewhere.
+# The course has no public address yet: upload the wheel made by `python -m build` (README, "On Colab").
+import sys
+
+if "google.colab" in sys.modules:
+    import glob
+
+    wheels = sorted(glob.glob("dpcn_lite-*.whl"))
+    if not wheels:
+        from google.colab import files
+
+        print("Choose the course wheel: dist/dpcn_lite-<version>-py3-none-any.whl, made by `python -m build`.")
+        wheels = sorted(name for name in files.upload() if name.startswith("dpcn_lite-") and name.endswith(".whl"))
+    if not wheels:
+        raise SystemExit("No dpcn_lite-*.whl was uploaded. Build it with `python -m build` in the course folder, "
+                         "then run this cell again and choose the file from dist/.")
+    %pip install --quiet {wheels[-1]}
+    try:
+        import dpcn_lite  # noqa: F401
+    except ImportError:
+        raise SystemExit(f"Installing {wheels[-1]} failed: read pip's message above, then Runtime > Restart session "
+                         "and run this cell again.") from None
+"""
+
+
+def colab_cell_source(address: CourseAddress | None = None) -> str:
+    """The source of every notebook's Colab setup cell for ``address`` (default: the published one)."""
+    address = course_address() if address is None else address
+    if address.repository is None:
+        return _COLAB_FROM_WHEEL.rstrip("\n")
+    return _COLAB_FROM_GITHUB.format(repository=address.repository, branch=address.branch).rstrip("\n")
 
 
 def in_colab() -> bool:

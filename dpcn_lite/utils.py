@@ -12,11 +12,21 @@ FAST_ENV = "DPCN_FAST"
 
 
 def fast_mode() -> bool:
-    """True when the environment asks for the laptop/CI-sized run (``DPCN_FAST=1``).
+    """True for laptop/CI-sized runs: by default on a CPU, and off on a GPU. ``DPCN_FAST=1`` or ``DPCN_FAST=0``
+    forces either way (CI and the refresh command set 1).
 
-    Notebooks read this one switch to shrink steps, episodes and image sizes; CI and the refresh command set it.
+    Notebooks read this one switch to shrink steps, episodes and image sizes. The default follows the device so that
+    a student who opens the course on a laptop never starts a GPU-sized run by accident.
     """
-    return os.environ.get(FAST_ENV, "0").strip().lower() in {"1", "true", "yes", "on"}
+    value = os.environ.get(FAST_ENV, "").strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    if value:
+        raise ValueError(f"{FAST_ENV}={value!r}: use {FAST_ENV}=1 (fast, laptop sizes) or {FAST_ENV}=0 (full sizes), "
+                         "or leave it unset (fast on a CPU, full on a GPU)")
+    return not torch.cuda.is_available()
 
 
 def seed_everything(seed: int) -> torch.Generator:

@@ -27,7 +27,7 @@ import nbformat
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
 
-from dpcn_lite.course import NOTEBOOK_FOLDER, STUDENT_FOLDER, colab_url  # noqa: E402
+from dpcn_lite.course import NOTEBOOK_FOLDER, STUDENT_FOLDER, CourseAddress, colab_url  # noqa: E402
 
 STUDENT_DIR = ROOT / STUDENT_FOLDER
 SOLUTION_TAG = "solution"
@@ -76,8 +76,10 @@ def has_solution_markers(source: str) -> bool:
     return any(BEGIN_RE.match(line) or END_RE.match(line) for line in source.splitlines())
 
 
-def make_student_copy(nb: nbformat.NotebookNode, name: str = "notebook") -> nbformat.NotebookNode:
-    """The student version of ``nb`` (which is not modified). ``name`` only labels error messages and the badge."""
+def make_student_copy(nb: nbformat.NotebookNode, name: str = "notebook",
+                      address: CourseAddress | None = None) -> nbformat.NotebookNode:
+    """The student version of ``nb`` (which is not modified). ``name`` labels error messages and the badge, which
+    points at the copy when the course has an ``address`` (default: the published one)."""
     student = copy.deepcopy(nb)
     for index, cell in enumerate(student.cells):
         where = f"{name} cell {index}"
@@ -100,8 +102,9 @@ def make_student_copy(nb: nbformat.NotebookNode, name: str = "notebook") -> nbfo
                 cell.metadata["tags"] = remaining
             else:
                 cell.metadata.pop("tags", None)
-        if cell.cell_type == "markdown" and index == 0:
-            cell.source = cell.source.replace(colab_url(name, NOTEBOOK_FOLDER), colab_url(name, STUDENT_FOLDER))
+        own_url = colab_url(name, NOTEBOOK_FOLDER, address)
+        if cell.cell_type == "markdown" and index == 0 and own_url is not None:
+            cell.source = cell.source.replace(own_url, colab_url(name, STUDENT_FOLDER, address))
     return student
 
 

@@ -18,7 +18,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 from nbval.plugin import get_sanitize_patterns
 
-from dpcn_lite.course import GITHUB_REPOSITORY, colab_badge_markdown, colab_url
+from dpcn_lite.course import CourseAddress, colab_badge_markdown, colab_cell_source, colab_url, course_address
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
@@ -119,17 +119,21 @@ def check_errors(nb) -> list[str]:
     return problems
 
 
-def check_badge(nb, filename: str) -> list[str]:
-    """The first cell holds the Open-in-Colab badge for this very file; no other Colab link points elsewhere."""
+def check_badge(nb, filename: str, address: CourseAddress | None = None) -> list[str]:
+    """A published course: the first cell holds the Open-in-Colab badge of this very file, and every Colab link is
+    that file's. An unpublished one: no Colab link anywhere (no placeholder address)."""
     if not nb.cells or nb.cells[0].cell_type != "markdown":
         return ["the first cell must be Markdown (title and badge)"]
+    address = course_address() if address is None else address
+    badge, own_url = colab_badge_markdown(filename, address=address), colab_url(filename, address=address)
     problems = []
-    if colab_badge_markdown(filename) not in nb.cells[0].source:
-        problems.append(f"first cell lacks the badge {colab_badge_markdown(filename)}")
+    if badge is not None and badge not in nb.cells[0].source:
+        problems.append(f"first cell lacks the badge {badge}: run python scripts/set_course_address.py")
     for index, cell in enumerate(nb.cells):
         for url in re.findall(r"https://colab\.research\.google\.com/github/[^\s)\"']+", cell.source):
-            if url != colab_url(filename):
-                problems.append(f"cell {index}: Colab link {url} does not match the file ({colab_url(filename)})")
+            if url != own_url:
+                expected = own_url or "none: the course has no published address"
+                problems.append(f"cell {index}: Colab link {url} does not match the setting ({expected})")
     return problems
 
 
@@ -165,17 +169,18 @@ def check_opening(nb, filename: str) -> list[str]:
     return problems
 
 
-def check_colab_cells(nb) -> list[str]:
-    """A Colab setup cell installs only this project, only on Colab."""
+def check_colab_cells(nb, address: CourseAddress | None = None) -> list[str]:
+    """The Colab setup cell is the course's own (installs only this project, only on Colab, from the address setting)."""
+    expected = colab_cell_source(address)
     problems = []
     for index, cell in _code_cells(nb):
         if "colab" not in _tags(cell):
             continue
         if "google.colab" not in cell.source:
             problems.append(f"cell {index}: the Colab cell must check for 'google.colab' before installing")
-        for line in cell.source.splitlines():
-            if re.search(r"\bpip\b.*\binstall\b", line) and f"github.com/{GITHUB_REPOSITORY}" not in line:
-                problems.append(f"cell {index}: Colab cells install only this project: {line.strip()}")
+        if cell.source != expected:
+            problems.append(f"cell {index}: the Colab cell differs from the course's (it installs only this project "
+                            "from the address setting): run python scripts/set_course_address.py")
     return problems
 
 
@@ -228,15 +233,15 @@ def check_solutions(nb, filename: str = "notebook") -> list[str]:
     return []
 
 
-def all_problems(nb, path: Path) -> list[str]:
+def all_problems(nb, path: Path, address: CourseAddress | None = None) -> list[str]:
     return (
         check_execution_counts(nb)
         + check_tags(nb)
         + check_output_formats(nb)
         + check_errors(nb)
-        + check_badge(nb, path.name)
+        + check_badge(nb, path.name, address)
         + check_opening(nb, path.name)
-        + check_colab_cells(nb)
+        + check_colab_cells(nb, address)
         + check_output_size(nb, path)
         + check_machine_paths(nb)
         + check_clean_metadata(nb)
@@ -310,21 +315,19 @@ def test_sanitize_rules_leave_results_alone(text: str) -> None:
 # ------------------------------------------------------------------ the checkers catch what they claim to catch
 
 GOOD_FILE = "42_synthetic_check.ipynb"
+PUBLISHED = CourseAddress("some-lab/dpcn-lite")
 
 
 def good_notebook() -> nbformat.NotebookNode:
     """A small notebook that follows every rule, as the refresh command would write it."""
     opening = (
-        f"# 42 · A synthetic check\n\n{colab_badge_markdown(GOOD_FILE)}\n\n"
+        f"# 42 · A synthetic check\n\n{colab_badge_markdown(GOOD_FILE, address=PUBLISHED)}\n\n"
         + "This paragraph explains why the notebook matters, in enough words to motivate a learner who opens it "
         + "for the first time and wants to know what it will teach and why that is worth an afternoon.\n\n"
         + "## You will learn\n* one thing\n\n## Prerequisites\nNotebook 00.\n\n"
         + "## Run time\nCPU, fast mode: 1 minute. GPU: 1 minute."
     )
-    colab = new_code_cell(
-        f'if "google.colab" in sys.modules:\n    %pip install "dpcn-lite @ git+https://github.com/{GITHUB_REPOSITORY}"',
-        metadata={"tags": ["colab", "nbval-skip"]},
-    )
+    colab = new_code_cell(colab_cell_source(PUBLISHED), metadata={"tags": ["colab", "nbval-skip"]})
     printing = new_code_cell("print(1 + 1)", execution_count=1)
     printing.outputs = [new_output("stream", name="stdout", text="2\n")]
     versions = new_code_cell("print(torch.__version__)", execution_count=2, metadata={"tags": ["nbval-ignore-output"]})
@@ -354,7 +357,7 @@ def _write(nb, tmp_path: Path, name: str = GOOD_FILE) -> Path:
 
 def test_the_good_synthetic_notebook_passes_every_check(tmp_path: Path) -> None:
     path = _write(good_notebook(), tmp_path)
-    assert all_problems(nbformat.read(path, as_version=4), path) == []
+    assert all_problems(nbformat.read(path, as_version=4), path, PUBLISHED) == []
 
 
 def test_counts_out_of_order_or_with_gaps_fail() -> None:
@@ -397,11 +400,15 @@ def test_stray_errors_and_silent_raises_cells_fail() -> None:
     assert any("stores no error" in p for p in check_errors(nb))
 
 
-def test_badge_must_match_the_file_name() -> None:
+def test_badge_must_match_the_file_name_and_the_address_setting() -> None:
     nb = good_notebook()
-    assert check_badge(nb, "43_another_name.ipynb")
-    nb.cells[0].source = nb.cells[0].source.replace(colab_badge_markdown(GOOD_FILE), "")
-    assert any("lacks the badge" in p for p in check_badge(nb, GOOD_FILE))
+    assert check_badge(nb, GOOD_FILE, PUBLISHED) == []
+    assert check_badge(nb, "43_another_name.ipynb", PUBLISHED)
+    assert any("does not match the setting" in p for p in check_badge(nb, GOOD_FILE, CourseAddress("other/name")))
+    assert any("no published address" in p for p in check_badge(nb, GOOD_FILE, CourseAddress(None)))
+    nb.cells[0].source = nb.cells[0].source.replace(colab_badge_markdown(GOOD_FILE, address=PUBLISHED), "")
+    assert any("lacks the badge" in p for p in check_badge(nb, GOOD_FILE, PUBLISHED))
+    assert check_badge(nb, GOOD_FILE, CourseAddress(None)) == []
 
 
 def test_opening_sections_are_required() -> None:
@@ -422,12 +429,14 @@ def test_opening_sections_are_required() -> None:
 
 
 def test_colab_cells_install_only_this_project() -> None:
+    assert check_colab_cells(good_notebook(), PUBLISHED) == []
     nb = good_notebook()
     nb.cells[1].source += "\n    %pip install torch==2.0"
-    assert any("only this project" in p for p in check_colab_cells(nb))
+    assert any("only this project" in p for p in check_colab_cells(nb, PUBLISHED))
     nb = good_notebook()
-    nb.cells[1].source = nb.cells[1].source.replace('if "google.colab" in sys.modules:\n    ', "")
-    assert any("google.colab" in p for p in check_colab_cells(nb))
+    nb.cells[1].source = nb.cells[1].source.replace('if "google.colab" in sys.modules:', "if True:")
+    assert any("google.colab" in p for p in check_colab_cells(nb, PUBLISHED))
+    assert any("address setting" in p for p in check_colab_cells(good_notebook(), CourseAddress(None)))
 
 
 def test_outputs_over_budget_fail(tmp_path: Path) -> None:
@@ -484,6 +493,24 @@ def test_pick_follows_the_fast_mode_switch(monkeypatch: pytest.MonkeyPatch) -> N
     assert pick(fast=3, full=300) == 300
 
 
+@pytest.mark.parametrize("gpu", [False, True])
+def test_fast_mode_defaults_to_the_device_and_can_be_forced_both_ways(monkeypatch: pytest.MonkeyPatch,
+                                                                      gpu: bool) -> None:
+    import torch
+
+    from dpcn_lite.utils import fast_mode
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu)
+    monkeypatch.delenv("DPCN_FAST", raising=False)
+    assert fast_mode() is (not gpu)  # a laptop gets fast mode, a GPU full mode
+    for value, expected in (("1", True), ("on", True), ("0", False), ("off", False), ("", not gpu)):
+        monkeypatch.setenv("DPCN_FAST", value)
+        assert fast_mode() is expected, value
+    monkeypatch.setenv("DPCN_FAST", "maybe")
+    with pytest.raises(ValueError, match="DPCN_FAST=0"):
+        fast_mode()
+
+
 def test_refresh_executes_in_the_ci_environment_and_writes_cleanly(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -513,3 +540,38 @@ def test_refresh_executes_in_the_ci_environment_and_writes_cleanly(
     written = path.read_text()
     assert refresh_notebooks.main([str(path), "--no-student-copies"]) == 0
     assert path.read_text() == written, "a second refresh must change nothing"
+
+
+# ------------------------------------------------------------------ the course address: one setting, one command
+
+PLACEHOLDER = "your" + "-org/"  # split so that this file does not hold the string it looks for
+
+
+def test_no_file_of_the_course_holds_a_placeholder_address() -> None:
+    roots = [ROOT / name for name in ("README.md", "notebooks", "student_notebooks", "docs", "scripts", "dpcn_lite",
+                                      "data_utils", "benchmarks", "tests", "pyproject.toml")]
+    files = [p for r in roots for p in ([r] if r.is_file() else r.rglob("*"))
+             if p.is_file() and p.suffix in {".md", ".ipynb", ".py", ".json", ".toml", ".cfg", ".txt"}]
+    assert len(files) > 50
+    holding = [str(p.relative_to(ROOT)) for p in files if PLACEHOLDER in p.read_text(encoding="utf-8", errors="ignore")]
+    assert holding == []
+
+
+def test_the_address_command_rewrites_badges_and_colab_cells_both_ways(tmp_path: Path) -> None:
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from set_course_address import rewrite_notebook
+
+    nb = good_notebook()
+    assert rewrite_notebook(nb, GOOD_FILE, CourseAddress(None))
+    assert "colab.research.google.com/github" not in nb.cells[0].source
+    assert check_badge(nb, GOOD_FILE, CourseAddress(None)) == check_colab_cells(nb, CourseAddress(None)) == []
+    assert "files.upload()" in nb.cells[1].source and "python -m build" in nb.cells[1].source
+    other = CourseAddress("other-lab/course", branch="v2")
+    assert rewrite_notebook(nb, GOOD_FILE, other)
+    assert check_badge(nb, GOOD_FILE, other) == check_colab_cells(nb, other) == []
+    assert "github.com/other-lab/course.git@v2" in nb.cells[1].source
+    assert not rewrite_notebook(nb, GOOD_FILE, other)  # idempotent
+    assert rewrite_notebook(nb, GOOD_FILE, PUBLISHED)
+    assert nb.cells[0].source == good_notebook().cells[0].source  # back to where it started, blank lines included
+    with pytest.raises(ValueError, match="OWNER/NAME"):
+        CourseAddress("not an address")

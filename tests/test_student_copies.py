@@ -9,7 +9,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from dpcn_lite.course import STUDENT_FOLDER, colab_badge_markdown
+from dpcn_lite.course import STUDENT_FOLDER, CourseAddress, colab_badge_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -55,6 +55,7 @@ def test_copy_holds_no_solution(source: Path) -> None:
 # ------------------------------------------------------------------------------ the stubbing on a synthetic notebook
 
 NAME = "42_exercise.ipynb"
+PUBLISHED = CourseAddress("some-lab/dpcn-lite")
 
 
 def exercise_notebook() -> nbformat.NotebookNode:
@@ -77,12 +78,12 @@ def exercise_notebook() -> nbformat.NotebookNode:
     check = new_code_cell("print(double(2))", execution_count=2)
     check.outputs = [new_output("stream", name="stdout", text="4\n")]
     answer = new_markdown_cell("The prior fails on rings because the hole averages in.", metadata={"tags": ["solution"]})
-    return new_notebook(cells=[new_markdown_cell(f"# 42 · Exercise\n\n{colab_badge_markdown(NAME)}"), solved, check, answer])
+    return new_notebook(cells=[new_markdown_cell(f"# 42 · Exercise\n\n{colab_badge_markdown(NAME, address=PUBLISHED)}"), solved, check, answer])
 
 
 def test_stub_replaces_only_the_marked_lines_and_runs_as_an_exercise() -> None:
     original = exercise_notebook()
-    student = make_student_copy(original, NAME)
+    student = make_student_copy(original, NAME, PUBLISHED)
     stub = student.cells[1]
     assert "y = x + x" not in stub.source and "3 * x" not in stub.source
     assert '"""Twice x."""' in stub.source and "def triple(x):" in stub.source
