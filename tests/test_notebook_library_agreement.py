@@ -298,14 +298,19 @@ def test_the_exemption_list_names_real_notebooks_and_leaves_most_compared() -> N
 # ------------------------------------------------------------------ the mechanism, on small synthetic notebooks
 
 OVERLAY_SOURCE = '''# library: dpcn_lite.viz.overlay_mask
-def overlay_mask(image, mask, alpha=0.5):
-    """Tint foreground pixels red and ignore pixels white."""
+def overlay_mask(image, mask, alpha=0.3, dim=0.35, outline=True):
+    """Dim the rest, tint the mask, outline it; whiten ignore pixels."""
     out = np.asarray(image, dtype=np.float32).copy()
     if out.max() > 1.0:
         out = out / 255.0
-    for value, colour in ((1, (0.95, 0.30, 0.20)), (255, (1.0, 1.0, 1.0))):
-        where = np.asarray(mask) == value
-        out[where] = (1 - alpha) * out[where] + alpha * np.array(colour, dtype=np.float32)
+    where, colour = np.asarray(mask) == 1, np.array((0.95, 0.30, 0.20), dtype=np.float32)
+    out[~where] *= dim
+    out[where] = (1 - alpha) * out[where] + alpha * colour
+    if outline and where.any():
+        p = np.pad(where, 1, mode="edge")
+        out[where & ~(p[:-2, 1:-1] & p[2:, 1:-1] & p[1:-1, :-2] & p[1:-1, 2:])] = colour
+    ignore = np.asarray(mask) == 255
+    out[ignore] = 0.5 * out[ignore] + 0.5 * np.ones(3, dtype=np.float32)
     return np.clip(out, 0.0, 1.0)
 '''
 
@@ -331,7 +336,7 @@ def test_an_agreeing_function_and_module_pass() -> None:
 
 
 def test_a_disagreeing_function_fails() -> None:
-    wrong = OVERLAY_SOURCE.replace("(1 - alpha) * out[where] + alpha", "alpha * out[where] + (1 - alpha)")
+    wrong = OVERLAY_SOURCE.replace("out[~where] *= dim", "out[~where] *= 1 - dim")
     with pytest.raises(AssertionError, match="disagree"):
         check_notebook_agrees(_notebook(wrong))
 

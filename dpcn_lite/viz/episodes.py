@@ -53,7 +53,7 @@ def show_episode(
 
 
 def _emphasised(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    return overlay_mask(dim_outside(image, mask), mask, alpha=0.35)
+    return overlay_mask(image, mask)
 
 
 def _numpy_mask(mask: torch.Tensor | np.ndarray) -> np.ndarray:
