@@ -147,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_student_copies:
         from make_student_copies import STUDENT_DIR, write_student_copies
 
-        written = write_student_copies()
+        # the copies of the refreshed notebooks only (all of them, removing stale ones, when none was named)
+        written = write_student_copies(paths if args.notebooks else None)
         print(f"student copies: {len(written)} written to {STUDENT_DIR.relative_to(ROOT)}/")
     return 0
 
