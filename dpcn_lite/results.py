@@ -34,6 +34,24 @@ def packaged_results_path() -> Path:
     return Path(__file__).resolve().parent / "data" / "results.json"
 
 
+BENCHMARKS = ("model", "training", "data")
+"""The CPU benchmarks whose results ship with the package (``benchmarks/results/<name>.json`` copied as
+``dpcn_lite/data/benchmark_<name>.json``), so notebook 09 reads them after a plain ``pip install``."""
+
+
+def packaged_benchmark_path(name: str) -> Path:
+    """The packaged copy of ``benchmarks/results/<name>.json``; ``name`` is one of :data:`BENCHMARKS`."""
+    if name not in BENCHMARKS:
+        raise ValueError(f"benchmark {name!r}: choose one of {', '.join(BENCHMARKS)}")
+    return Path(__file__).resolve().parent / "data" / f"benchmark_{name}.json"
+
+
+def load_benchmark(name: str) -> dict[str, Any] | None:
+    """The shipped results of benchmark ``name`` (see :data:`BENCHMARKS`), or None when they were never recorded."""
+    path = packaged_benchmark_path(name)
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
 def lock_path(path: str | os.PathLike[str]) -> Path:
     """The lock file next to a results file: ``.results.json.lock``."""
     path = Path(path)

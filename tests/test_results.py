@@ -239,3 +239,18 @@ def test_a_resumed_run_counts_every_epoch_of_its_training(runner, tmp_path):
     assert runner.training_seconds(tmp_path, 7.0) == 7.0  # no history: the run's own clock
     (tmp_path / "history.jsonl").write_text('{"epoch": 1, "seconds": 30.5}\n{"epoch": 2, "seconds": 29.5}\n')
     assert runner.training_seconds(tmp_path, 0.05) == 60.0  # resumed after its last epoch: the history's sum
+
+
+@pytest.mark.parametrize("name", ["model", "training", "data"])
+def test_the_packaged_benchmark_results_are_the_committed_ones(name):
+    from dpcn_lite.results import load_benchmark, packaged_benchmark_path
+
+    committed = ROOT / "benchmarks" / "results" / f"{name}.json"
+    assert packaged_benchmark_path(name).read_text() == committed.read_text(), \
+        f"dpcn_lite/data/benchmark_{name}.json differs: rerun benchmarks/bench_{name}.py (it writes both)"
+    assert load_benchmark(name) == json.loads(committed.read_text())
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["dpcn_lite"]
+    relative = packaged_benchmark_path(name).relative_to(ROOT / "dpcn_lite").as_posix()
+    assert any(fnmatch.fnmatch(relative, pattern) for pattern in patterns), (relative, patterns)
+    with pytest.raises(ValueError, match="choose one of"):
+        packaged_benchmark_path("gpu")
