@@ -24,9 +24,11 @@ from filelock import FileLock
 from data_utils.files import atomic_write_text, strict_json
 
 RESULTS_FORMAT = "dpcn-lite-results-1"
-KEY_FIELDS = ("row", "seed", "shots", "supports", "fusion", "budget", "benchmark", "preset", "fold",
+KEY_FIELDS = ("row", "seed", "shots", "supports", "fusion", "classes", "budget", "benchmark", "preset", "fold",
               "test_episodes", "test_seed")
-"""What makes two records the same evaluation: a record with the key of one already in the file is not added."""
+"""What makes two records the same evaluation: a record with the key of one already in the file is not added.
+``classes`` is absent on the protocol's evaluations (the fold's novel classes) and ``"base"`` on the transfer check
+(the same trained model on the base classes of the test images)."""
 
 
 def packaged_results_path() -> Path:
@@ -200,17 +202,19 @@ def group_by_setting(records: Iterable[dict[str, Any]]) -> dict[str, list[dict[s
 
 
 def scores(records: Iterable[dict[str, Any]], row: str, *, shots: int = 1, supports: str = "own",
-           fusion: str | None = None, metric: str = "mIoU") -> dict[int, float]:
+           fusion: str | None = None, metric: str = "mIoU", classes: str | None = None) -> dict[int, float]:
     """``{training seed: metric}`` of one row evaluated one way (records of one setting; a repeat keeps the first).
 
     1-shot records have no fusion; ``fusion=None`` with ``shots > 1`` is refused, since every 5-shot record names one.
+    ``classes=None`` reads the protocol's evaluations (novel classes); ``"base"`` the base-class transfer check.
     """
     if shots > 1 and fusion is None:
         raise ValueError("a k-shot score needs its fusion (pool, mask_avg, vote or or)")
     found: dict[int, float] = {}
     for r in records:
         if r.get("row") == row and r.get("shots") == shots and r.get("supports") == supports \
-                and (r.get("fusion") if shots > 1 else None) == fusion and r.get(metric) is not None:
+                and (r.get("fusion") if shots > 1 else None) == fusion and r.get("classes") == classes \
+                and r.get(metric) is not None:
             found.setdefault(int(r["seed"]), float(r[metric]))
     return found
 

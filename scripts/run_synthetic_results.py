@@ -48,6 +48,8 @@ RESULTS = ROOT / "docs" / "results.json"
 PAGE = ROOT / "docs" / "results.md"
 FIGURE = ROOT / "docs" / "images" / "results_paired.png"
 TEST_SEED = 0
+BASE_EPISODES = 500
+"""Episodes of the base-class transfer check (the fold's 15 base classes on test images), at most the test count."""
 ANALYSIS_MARKER = "<!-- analysis: kept when the table is re-rendered -->"
 
 
@@ -92,15 +94,21 @@ class Evaluation:
     shots: int = 1
     supports: str = "own"
     fusion: str | None = None
+    classes: str | None = None  # None: the fold's novel classes (the protocol); "base": the transfer check
 
 
 def evaluations_of(row: Row) -> list[Evaluation]:
     """Own and foreign supports 1-shot; 5-shot with every fusion for the rows that have a 5-shot column.
 
     Every head takes every fusion: ``pool`` runs the head once on all shots (DPCN pools the foreground vectors, the
-    baselines average their prototypes), the others run it once per shot and fuse the predictions."""
+    baselines average their prototypes), the others run it once per shot and fuse the predictions. Last, the transfer
+    check: 1-shot on the fold's base classes (test images), :data:`BASE_EPISODES` episodes."""
     plain = [Evaluation(1, "own"), Evaluation(1, "foreign")]
-    return plain + ([Evaluation(5, "own", fusion) for fusion in KSHOT_FUSIONS] if row.five_shot else [])
+    kshot = [Evaluation(5, "own", fusion) for fusion in KSHOT_FUSIONS] if row.five_shot else []
+    # the transfer check: the same model on the base classes it was trained on (test images it never saw); the
+    # oracle has no base/novel split
+    base = [] if row.train_on_novel else [Evaluation(1, "own", classes="base")]
+    return plain + kshot + base
 
 
 # ======================================================================================================================
@@ -127,6 +135,10 @@ class Setup:
         return TrainConfig.from_dict({**self.base.to_dict(), "model": row.model, "seed": seed,
                                       "train_on_novel": row.train_on_novel, "model_overrides": overrides})
 
+    @property
+    def base_episodes(self) -> int:
+        return min(BASE_EPISODES, self.args.eval_episodes)
+
     def run_dir(self, row: Row, seed: int) -> Path:
         b, images = self.budget, self.base.synthetic_images_per_class
         tag = (f"{self.args.preset}-{self.benchmark_tag}" + (f"-{images}-images" if images else "")
@@ -139,6 +151,8 @@ class Setup:
         return {
             "row": row.key, "label": row.label, "seed": seed, "shots": evaluation.shots,
             "supports": evaluation.supports, "fusion": evaluation.fusion,
+            # the transfer check keeps the setting's test_episodes (same setting group) and says its own count
+            **({"classes": evaluation.classes, "episodes": self.base_episodes} if evaluation.classes else {}),
             "budget": self.budget, "benchmark": self.benchmark, "preset": self.args.preset, "fold": self.base.fold,
             "test_episodes": self.args.eval_episodes, "test_seed": TEST_SEED,
             "model": row.model, "model_overrides": dict(row.overrides), "train_on_novel": row.train_on_novel,
@@ -264,8 +278,14 @@ class Runner:
             evaluated = build_model(cfg.model, cfg.model_config())
             evaluated.load_state_dict(model.state_dict())
             model = evaluated.eval()
-        episodes = episodes_for_config(cfg, "test", seed=TEST_SEED, episodes=self.setup.args.eval_episodes,
-                                       source=self.source)
+        if evaluation.classes == "base":
+            index = self.source.class_index("test")  # the base classes the test images hold (as model selection)
+            base = [c for c in self.source.fold_classes(cfg.fold, "train") if len(index.get(c, [])) > cfg.shots]
+            episodes = episodes_for_config(cfg, "test", seed=TEST_SEED, episodes=self.setup.base_episodes,
+                                           source=self.source, classes=base)
+        else:
+            episodes = episodes_for_config(cfg, "test", seed=TEST_SEED, episodes=self.setup.args.eval_episodes,
+                                           source=self.source)
         if evaluation.supports == "foreign":
             episodes = ForeignSupports(episodes)
         return summarise_runs([evaluate(model, episodes, batch_size=cfg.eval_batch_size, progress=False,
@@ -533,8 +553,9 @@ def _fusion_table(records: list[dict[str, Any]]) -> list[str]:
 
 
 def _structure_table(records: list[dict[str, Any]], rows: list[str]) -> list[str]:
-    lines = ["| row | hole fill | body fill | mIoU, own supports | mIoU, another class's supports | share kept |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| row | hole fill | body fill | mIoU, own supports | mIoU, another class's supports | share kept | "
+             "mIoU, base classes | base − novel, paired |",
+             "|---|---|---|---|---|---|---|---|"]
     for row in rows:
         own, foreign = scores(records, row), scores(records, row, supports="foreign")
         if not own and not foreign:
@@ -543,9 +564,12 @@ def _structure_table(records: list[dict[str, Any]], rows: list[str]) -> list[str
         body = list(scores(records, row, metric="body_fill").values())
         kept = paired_difference(foreign, own)
         share = [f / o for f, o in zip((foreign[s] for s in kept.seeds), (own[s] for s in kept.seeds)) if o > 0]
+        base = scores(records, row, classes="base")
+        gap = paired_difference(base, own).interval
         lines.append(f"| {_row_label(row, records)} | {_mean_std(hole, 3)} | {_mean_std(body, 3)} | "
                      f"{_mean_std(list(own.values()))} | {_mean_std(list(foreign.values()))} | "
-                     f"{_fmt(100 * sum(share) / len(share) if share else None, 0)}{' %' if share else ''} |")
+                     f"{_fmt(100 * sum(share) / len(share) if share else None, 0)}{' %' if share else ''} | "
+                     f"{_mean_std(list(base.values())) if base else '–'} | {'–' if gap is None else gap.text()} |")
     return lines
 
 
@@ -676,11 +700,14 @@ def render_page(results: Path, page: Path, figure: Path) -> None:
             "per shot and fuse the five predictions (`dpcn_lite.kshot`). The paper's fold-0 69.2 for its own rule "
             "is 70.0 in its Table 1.", "",
             *_fusion_table(main), "",
-            "## Holes and slots, and another class's supports", "",
+            "## Holes and slots, another class's supports, and the base classes", "",
             "Hole fill: share of the targets' hole pixels predicted foreground (lower is better); body fill: share "
             "of the targets' own pixels predicted foreground (higher is better); fractions, mean over the seeds. "
-            "The last columns give each model the supports of another class (`ForeignSupports`): a model that "
-            "reads its support loses most of its score.", "",
+            "The next columns give each model the supports of another class (`ForeignSupports`): a model that "
+            "reads its support loses most of its score. The last two are the transfer check: the same model, "
+            f"1-shot, on {BASE_EPISODES} episodes of the fold's base classes (the ones it was trained on, on test "
+            "images), and that score minus its novel-class score, paired per seed: a large gap means the head "
+            "learned the base classes rather than how to match a support.", "",
             *_structure_table(main, rows), "",
             "## Seeds and compute", "", *compute, "",
         ]

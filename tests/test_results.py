@@ -69,16 +69,21 @@ def test_runner_records_each_evaluation_once_and_resumes(runner, tmp_path, resto
     records = load_records(results)
     assert json.loads(results.read_text())["records"] == records  # valid strict JSON
     assert copy.read_text() == results.read_text()
-    assert len(records) == 2 + 4 + 2  # DPCN: own, foreign, four fusions; prior: own, foreign
+    assert len(records) == 2 + 4 + 1 + 2 + 1  # DPCN: own, foreign, four fusions, base; prior: own, foreign, base
     for record in records:
         assert FIELDS <= set(record), FIELDS - set(record)
         assert set(record["budget"]) == {"epochs", "episodes_per_epoch", "batch_size", "optimizer", "lr"}
         assert record["benchmark"].startswith("categories-v2")
         assert 0.0 <= record["mIoU"] <= 100.0 and record["seed"] == 0
     dpcn = [r for r in records if r["row"] == "dpcn"]
-    assert sorted((r["shots"], r["supports"], r["fusion"] or "") for r in dpcn) == [
-        (1, "foreign", ""), (1, "own", ""), (5, "own", "mask_avg"), (5, "own", "or"), (5, "own", "pool"),
-        (5, "own", "vote")]
+    assert sorted((r["shots"], r["supports"], r["fusion"] or "", r.get("classes", "")) for r in dpcn) == [
+        (1, "foreign", "", ""), (1, "own", "", ""), (1, "own", "", "base"), (5, "own", "mask_avg", ""),
+        (5, "own", "or", ""), (5, "own", "pool", ""), (5, "own", "vote", "")]
+    base = next(r for r in dpcn if r.get("classes") == "base")  # the transfer check: base classes, own episodes
+    assert base["episodes"] == min(runner.BASE_EPISODES, base["test_episodes"]) and set(base["per_class_IoU"]) <= {str(c) for c in range(6, 21)}
+    own = next(r for r in dpcn if r["supports"] == "own" and r["shots"] == 1 and "classes" not in r)
+    assert scores(records, "dpcn", classes="base") == {0: base["mIoU"]}  # never mixed with the protocol's scores
+    assert scores(records, "dpcn") == {0: own["mIoU"]} and base["per_class_IoU"] != own["per_class_IoU"]
     assert next(r for r in dpcn if r["supports"] == "own" and r["shots"] == 1)["train_seconds"] > 0
     before = results.read_text()
     runner.main(options)  # resumes: everything is recorded, nothing is trained or added
@@ -100,8 +105,9 @@ def test_two_shards_write_one_file_and_cover_the_jobs_once(runner, tmp_path, res
     assert sorted({r["seed"] for r in load_records(results)}) == [0, 2]
     runner.main(common + ["--shard", "1/2"])
     records = load_records(results)
-    assert sorted((r["seed"], r["supports"]) for r in records) == [
-        (s, supports) for s in (0, 1, 2) for supports in ("foreign", "own")]
+    assert sorted((r["seed"], r["supports"], r.get("classes", "")) for r in records) == [
+        (s, supports, classes) for s in (0, 1, 2) for supports, classes in (("foreign", ""), ("own", ""),
+                                                                            ("own", "base"))]
     assert all(r["threads"] == 1 for r in records)
 
 
