@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["ExerciseError", "expect", "expect_close", "passed", "run_answer"]
+__all__ = ["ExerciseError", "call_answer", "expect", "expect_close", "matches", "name_mistake", "passed", "run_answer"]
 
 
 class ExerciseError(AssertionError):
@@ -37,6 +37,35 @@ def run_answer(answer: Callable[..., Any], *args: Any, what: str, **kwargs: Any)
     except NotImplementedError as stub:
         raise ExerciseError(f"{what}: not done yet. Replace the `raise NotImplementedError` line in the exercise cell "
                             f"with your code, run that cell, then this one. ({stub})") from None
+
+
+ANSWER_ERRORS = (ArithmeticError, LookupError, RuntimeError, TypeError, ValueError)
+"""What a wrong answer typically raises (numpy's LinAlgError is a ValueError); anything else is a bug of the check."""
+
+
+def call_answer(answer: Callable[..., Any], *args: Any, what: str, hint: str, **kwargs: Any) -> Any:
+    """:func:`run_answer` without autograd; an error raised inside the answer becomes an :class:`ExerciseError` that
+    names it and adds ``hint``."""
+    try:
+        with torch.no_grad():
+            return run_answer(answer, *args, what=what, **kwargs)
+    except ExerciseError:
+        raise
+    except ANSWER_ERRORS as error:
+        raise ExerciseError(f"{what}: your function raised {type(error).__name__}: {error}. Hint: {hint}") from None
+
+
+def matches(got: Any, expected: torch.Tensor, atol: float = 1e-5) -> bool:
+    """True when ``got`` is a tensor of ``expected``'s shape with the same values (to float tolerance)."""
+    return (isinstance(got, torch.Tensor) and tuple(got.shape) == tuple(expected.shape)
+            and bool(torch.allclose(got.detach().to(expected.dtype), expected, atol=atol, rtol=1e-4)))
+
+
+def name_mistake(got: Any, mistakes: list[tuple[torch.Tensor, str]], what: str) -> None:
+    """Raise the message of the first known wrong answer that ``got`` equals (a mistake recognised by its result)."""
+    for wrong, message in mistakes:
+        if matches(got, wrong):
+            raise ExerciseError(f"{what}: {message}")
 
 
 def expect(condition: bool, message: str) -> None:

@@ -15,20 +15,10 @@ import numpy as np
 
 from data_utils.episodes import binarize
 from data_utils.validation import IGNORE_INDEX
-from dpcn_lite.exercises import ExerciseError, expect, passed, run_answer
+from dpcn_lite.exercises import call_answer as _call, ExerciseError, expect, passed, run_answer
 from dpcn_lite.metrics import episode_counts
 
 __all__ = ["check_foreground_fraction", "check_foreground_iou", "check_one_shot_episode"]
-
-
-def _call(answer: Callable[..., Any], *args: Any, what: str, hint: str) -> Any:
-    """``run_answer``; an error inside the answer becomes an :class:`ExerciseError` with ``hint``."""
-    try:
-        return run_answer(answer, *args, what=what)
-    except ExerciseError:
-        raise
-    except (RuntimeError, ValueError, TypeError, IndexError, KeyError, ZeroDivisionError) as error:
-        raise ExerciseError(f"{what}: your function raised {type(error).__name__}: {error}. Hint: {hint}") from None
 
 
 def _number(got: Any, what: str) -> float:

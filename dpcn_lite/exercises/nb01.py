@@ -17,19 +17,9 @@ from data_utils.episodes import binarize
 from data_utils.folds import NUM_FOLDS, class_names, fold_classes
 from data_utils.sources import qualifying_classes
 from data_utils.validation import IGNORE_INDEX
-from dpcn_lite.exercises import ExerciseError, expect, passed, run_answer
+from dpcn_lite.exercises import call_answer as _call, ExerciseError, expect, passed
 
 __all__ = ["check_binarize", "check_fold_of_class", "check_qualifying_classes", "check_sample_episode"]
-
-
-def _call(answer: Callable[..., Any], *args: Any, what: str, hint: str) -> Any:
-    """``run_answer``; an error inside the answer becomes an :class:`ExerciseError` with ``hint``."""
-    try:
-        return run_answer(answer, *args, what=what)
-    except ExerciseError:
-        raise
-    except (RuntimeError, ValueError, TypeError, IndexError, KeyError, ZeroDivisionError) as error:
-        raise ExerciseError(f"{what}: your function raised {type(error).__name__}: {error}. Hint: {hint}") from None
 
 
 # --- class -> fold ---------------------------------------------------------------------------------------------------

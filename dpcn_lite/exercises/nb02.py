@@ -16,23 +16,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dpcn_lite.exercises import ExerciseError, expect, expect_close, passed, run_answer
+from dpcn_lite.exercises import call_answer as _call, ExerciseError, expect, expect_close, passed
 from dpcn_lite.modules.prototypes import resize_support_mask
 from dpcn_lite.viz.activations import pca_rgb
 
 __all__ = ["check_cosine_map", "check_feature_grid_size", "check_mask_on_grid", "check_mid_and_high",
            "check_pca_to_rgb"]
-
-
-def _call(answer: Callable[..., Any], *args: Any, what: str, hint: str) -> Any:
-    """``run_answer`` under no_grad; an error inside the answer becomes an :class:`ExerciseError` with ``hint``."""
-    try:
-        with torch.no_grad():
-            return run_answer(answer, *args, what=what)
-    except ExerciseError:
-        raise
-    except (RuntimeError, ValueError, TypeError, IndexError, np.linalg.LinAlgError) as error:
-        raise ExerciseError(f"{what}: your function raised {type(error).__name__}: {error}. Hint: {hint}") from None
 
 
 # --- the stride-8 grid -----------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Checks for notebook 03 (prototypes): masked average pooling, the cosine map, PANet's two-prototype rule, PFENet's prior.
+"""Checks for notebook 03 (prototypes): masked average pooling, the cosine map, PANet's two-prototype rule, and
+PFENet's prior.
 
 Each check runs the learner's function on small seeded inputs, compares it with the library
 (:mod:`dpcn_lite.modules.prototypes`, :class:`dpcn_lite.baselines.PrototypeSegmenter`'s head) or with a value computed
@@ -15,34 +16,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from dpcn_lite.exercises import ExerciseError, expect, expect_close, passed, run_answer
+from dpcn_lite.exercises import (call_answer as _call, ExerciseError, expect, expect_close,
+                                  name_mistake as _name_mistake, passed)
 from dpcn_lite.modules.prototypes import cosine_prior, masked_average_pooling, minmax_normalize
 
 __all__ = ["check_cosine_map", "check_cosine_prior", "check_masked_average_pooling", "check_panet_logits",
            "panet_logits_reference"]
-
-
-def _call(answer: Callable[..., Any], *args: Any, what: str, hint: str, **kwargs: Any) -> Any:
-    """``run_answer`` under no_grad; an error inside the answer becomes an :class:`ExerciseError` with ``hint``."""
-    try:
-        with torch.no_grad():
-            return run_answer(answer, *args, what=what, **kwargs)
-    except ExerciseError:
-        raise
-    except (RuntimeError, ValueError, TypeError, IndexError) as error:
-        raise ExerciseError(f"{what}: your function raised {type(error).__name__}: {error}. Hint: {hint}") from None
-
-
-def _close(got: Any, expected: torch.Tensor, atol: float = 1e-5) -> bool:
-    return (isinstance(got, torch.Tensor) and tuple(got.shape) == tuple(expected.shape)
-            and bool(torch.allclose(got.detach().to(expected.dtype), expected, atol=atol, rtol=1e-4)))
-
-
-def _name_mistake(got: Any, mistakes: list[tuple[torch.Tensor, str]], what: str) -> None:
-    """Raise the message of the first known wrong answer that ``got`` equals."""
-    for wrong, message in mistakes:
-        if _close(got, wrong):
-            raise ExerciseError(f"{what}: {message}")
 
 
 # --------------------------------------------------------------------------------------- masked average pooling

@@ -15,7 +15,8 @@ from typing import Any
 
 import torch
 
-from dpcn_lite.exercises import ExerciseError, expect, expect_close, passed, run_answer
+from dpcn_lite.exercises import (call_answer as _call, ExerciseError, expect, expect_close,
+                                  name_mistake as _name_mistake, passed)
 from dpcn_lite.modules.prototypes import cosine_prior, l2_normalize_pixels, minmax_normalize
 from dpcn_lite.modules.sam import activation_maps, correlation_loop, correlation_shifted
 
@@ -24,29 +25,6 @@ __all__ = ["check_activation_maps_any", "check_correlation_shifted", "check_corr
 WINDOWS = ((5, 1), (1, 5), (3, 3), (1, 1), (3, 5))
 SUPPORT_HW = (6, 5)
 QUERY_HW = (5, 7)
-
-
-def _call(answer: Callable[..., Any], *args: Any, what: str, hint: str) -> Any:
-    """``run_answer`` under no_grad; an error inside the answer becomes an :class:`ExerciseError` with ``hint``."""
-    try:
-        with torch.no_grad():
-            return run_answer(answer, *args, what=what)
-    except ExerciseError:
-        raise
-    except (RuntimeError, ValueError, TypeError, IndexError) as error:
-        raise ExerciseError(f"{what}: your function raised {type(error).__name__}: {error}. Hint: {hint}") from None
-
-
-def _close(got: Any, expected: torch.Tensor, atol: float = 1e-5) -> bool:
-    return (isinstance(got, torch.Tensor) and tuple(got.shape) == tuple(expected.shape)
-            and bool(torch.allclose(got.detach().to(expected.dtype), expected, atol=atol, rtol=1e-4)))
-
-
-def _name_mistake(got: Any, mistakes: list[tuple[torch.Tensor, str]], what: str) -> None:
-    """Raise the message of the first known wrong answer that ``got`` equals."""
-    for wrong, message in mistakes:
-        if _close(got, wrong):
-            raise ExerciseError(f"{what}: {message}")
 
 
 def _pair(channels: int = 6, n: int = 2, seed: int = 11) -> tuple[torch.Tensor, torch.Tensor]:
@@ -83,7 +61,8 @@ def check_correlation_unfold(answer: Callable[..., Any]) -> None:
             if tuple(got.shape) == (expected.shape[0], hq * wq, hs * ws):
                 raise ExerciseError(f"{label}: shape {tuple(got.shape)} is query x support; rows must be the support "
                                     "positions: bmm(support_columns.transpose(1, 2), query_columns).")
-            raise ExerciseError(f"{label}: shape {tuple(got.shape)}, expected {tuple(expected.shape)} (N x HsWs x HqWq). "
+            raise ExerciseError(f"{label}: shape {tuple(got.shape)}, expected {tuple(expected.shape)} "
+                                f"(N x HsWs x HqWq). "
                                 "The window is (dh, dw) = (height, width): pad by (dh // 2, dw // 2) so that every "
                                 "position keeps its own column (stride 1).")
         if dh * dw > 1:

@@ -14,21 +14,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dpcn_lite.exercises import ExerciseError, expect, expect_close, passed, run_answer
+from dpcn_lite.exercises import call_answer as _call, ExerciseError, expect, expect_close, passed
 from dpcn_lite.modules.ffm import FeatureFilteringModule
 
 __all__ = ["check_ffm_module", "check_logit_parts", "check_object_background_gain"]
-
-
-def _call(answer: Callable[..., Any], *args: Any, what: str, hint: str) -> Any:
-    """``run_answer`` under no_grad; an error inside the answer becomes an :class:`ExerciseError` with ``hint``."""
-    try:
-        with torch.no_grad():
-            return run_answer(answer, *args, what=what)
-    except ExerciseError:
-        raise
-    except (RuntimeError, ValueError, TypeError, IndexError) as error:
-        raise ExerciseError(f"{what}: your function raised {type(error).__name__}: {error}. Hint: {hint}") from None
 
 
 def _pair(got: Any, what: str, order: str) -> tuple[Any, Any]:

@@ -12,22 +12,11 @@ from typing import Any
 
 import torch
 
-from dpcn_lite.exercises import ExerciseError, expect, expect_close, passed, run_answer
+from dpcn_lite.exercises import call_answer as _call, ExerciseError, expect, expect_close, passed
 from dpcn_lite.modules.dcm import DynamicConvolutionModule, dynamic_depthwise_conv_loop, pool_sequence
 
 __all__ = ["check_dynamic_depthwise_conv", "check_generate_kernels", "check_pool_by_bins",
            "check_square_prototypes"]
-
-
-def _call(answer: Callable[..., Any], *args: Any, what: str, hint: str) -> Any:
-    """``run_answer`` under no_grad; an error inside the answer becomes an :class:`ExerciseError` with ``hint``."""
-    try:
-        with torch.no_grad():
-            return run_answer(answer, *args, what=what)
-    except ExerciseError:
-        raise
-    except (RuntimeError, ValueError, TypeError, IndexError, KeyError) as error:
-        raise ExerciseError(f"{what}: your function raised {type(error).__name__}: {error}. Hint: {hint}") from None
 
 
 def _sequence(n: int, channels: int = 4, seed: int = 0) -> torch.Tensor:
@@ -35,7 +24,8 @@ def _sequence(n: int, channels: int = 4, seed: int = 0) -> torch.Tensor:
 
 
 def check_pool_by_bins(answer: Callable[..., Any]) -> None:
-    """``answer(vectors, length)``: N x C -> C x length, bin j averaging rows floor(j N / L) .. ceil((j + 1) N / L) - 1."""
+    """``answer(vectors, length)``: N x C -> C x length; bin j averages the rows floor(j N / L) to
+    ceil((j + 1) N / L) - 1."""
     what = "pool_by_bins"
     hint = ("bin j runs from start = (j * N) // L to end = ceil((j + 1) * N / L) = -((-(j + 1) * N) // L), end "
             "excluded; neighbouring bins may share a vector, and when N < L vectors repeat. Return C x L.")
