@@ -3,6 +3,7 @@
     python -m dpcn_lite train --preset cpu --run-dir runs/quickstart          # the README's main job
     python -m dpcn_lite evaluate --checkpoint runs/quickstart/checkpoint.pt --eval-seeds 0 1 2
     python -m dpcn_lite predict --pretrained cpu-synthetic-fold0 --output predictions.png
+    python -m dpcn_lite predict --support-image S.jpg --support-mask M.png --query-image Q.jpg --out prediction.png
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from data_utils.errors import BadArgumentError, UserError
 from data_utils.synthetic.benchmarks import BENCHMARKS, DEFAULT_BENCHMARK, get_benchmark
 from dpcn_lite.config import MODEL_NAMES, OPTIMIZERS, TRAINING_PRESET_NAMES
 
+PREDICT_MASK_HELP = "a single-channel PNG of the support's size, the object nonzero (e.g. 255), the background 0"
+
 EPILOG = """\
 examples:
   python -m dpcn_lite train --preset cpu --run-dir runs/quickstart
@@ -26,6 +29,7 @@ examples:
   torchrun --nproc_per_node 4 -m dpcn_lite train --preset paper --dataset coco --run-dir runs/coco-f0
   python -m dpcn_lite evaluate --run-dir runs/quickstart --eval-seeds 0 1 2 3 4
   python -m dpcn_lite predict --pretrained cpu-synthetic-fold0 --output predictions.png
+  python -m dpcn_lite predict --support-image S.jpg --support-mask M.png --query-image Q.jpg --out prediction.png
 """
 
 
@@ -153,17 +157,34 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--output", type=Path, default=None, help="where to write the metrics JSON (optional)")
 
     predict = commands.add_parser(
-        "predict", help="draw predictions of a trained model for a few test episodes",
-        description="Draw support, ground truth and prediction for the first test episodes of a seed into a PNG.",
+        "predict", help="segment your own query image from one annotated support image, or draw test episodes",
+        description="Your own images: --support-image, --support-mask and --query-image segment the query for the "
+                    "object marked on the support, and write a figure (--output) plus the predicted mask as a PNG at "
+                    "the query's original size (<output>-mask.png, or --mask-output). The mask: " + PREDICT_MASK_HELP
+                    + ". Without them: draw support, ground truth and prediction for the first test episodes of a "
+                    "seed. The model: the shipped DPCN checkpoint unless --checkpoint, --run-dir or --pretrained says "
+                    "otherwise.",
     )
-    source = predict.add_mutually_exclusive_group(required=True)
-    source.add_argument("--checkpoint", type=Path)
-    source.add_argument("--run-dir", type=Path)
-    source.add_argument("--pretrained")
+    source = predict.add_mutually_exclusive_group()
+    source.add_argument("--checkpoint", type=Path,
+                        help="a checkpoint.pt written by `train`, or its run folder (default: the shipped "
+                             "cpu-synthetic-fold0)")
+    source.add_argument("--run-dir", type=Path, help="a run folder (its checkpoint.pt is used)")
+    source.add_argument("--pretrained", help="a checkpoint shipped with the package, e.g. cpu-synthetic-fold0")
+    own = predict.add_argument_group("your own images (give all three)")
+    own.add_argument("--support-image", type=Path, default=None, help="the support image (JPEG, PNG, ...)")
+    own.add_argument("--support-mask", type=Path, default=None,
+                     help="its mask: a PNG of the same size, the object nonzero (e.g. 255), the background 0")
+    own.add_argument("--query-image", type=Path, default=None, help="the image to segment")
+    own.add_argument("--mask-output", type=Path, default=None,
+                     help="where to write the predicted mask (PNG, 255 = object; default: <output>-mask.png)")
     _add_data_arguments(predict, with_defaults=False)
-    predict.add_argument("--episodes", type=_bounded_int(1, 64), default=4, help="how many episodes to draw (default 4)")
-    predict.add_argument("--seed", type=SEED, default=0, help="episode-list seed (default 0)")
-    predict.add_argument("--output", type=Path, default=Path("predictions.png"), help="PNG path")
+    predict.add_argument("--episodes", type=_bounded_int(1, 64), default=4,
+                         help="test episodes: how many to draw (default 4)")
+    predict.add_argument("--seed", type=SEED, default=0, help="test episodes: the episode-list seed (default 0)")
+    predict.add_argument("--output", "--out", type=Path, default=None,
+                         help="the figure (PNG; default prediction.png for your own images, predictions.png for "
+                              "test episodes)")
     predict.add_argument("--device", default=None)
     for command in (train, evaluate, predict):  # --debug is accepted before or after the command's name
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
@@ -259,17 +280,67 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    own = (args.support_image, args.support_mask, args.query_image)
+    if any(own):
+        return _predict_own_images(args)
+    if args.mask_output is not None:
+        raise BadArgumentError("--mask-output goes with your own images: give --support-image, --support-mask and "
+                               "--query-image too.")
     from data_utils.folds import class_names
 
     from dpcn_lite.evaluate import prediction_rows
     from dpcn_lite.experiment import episodes_for_config
+    from dpcn_lite.predict import DEFAULT_CHECKPOINT
     from dpcn_lite.viz.training import plot_predictions
 
+    if not (args.checkpoint or args.run_dir or args.pretrained):
+        args.pretrained = DEFAULT_CHECKPOINT
+    if args.checkpoint is not None and args.checkpoint.is_dir():
+        args.checkpoint, args.run_dir = None, args.checkpoint
+    output = args.output or Path("predictions.png")
     model, cfg, device = _load(args)
     episodes = episodes_for_config(cfg, "test", seed=args.seed, episodes=args.episodes)
     rows = prediction_rows(model, episodes, count=args.episodes, device=device, class_names=class_names(cfg.dataset))
-    plot_predictions(rows, args.output, title=f"{cfg.model} | {cfg.dataset} fold {cfg.fold} | {cfg.shots}-shot")
-    print(f"predictions written to {args.output}")
+    plot_predictions(rows, output, title=f"{cfg.model} | {cfg.dataset} fold {cfg.fold} | {cfg.shots}-shot")
+    print(f"predictions written to {output}")
+    return 0
+
+
+def _predict_own_images(args: argparse.Namespace) -> int:
+    """``predict --support-image S --support-mask M --query-image Q``: one episode of the user's files."""
+    import torch
+
+    from dpcn_lite.predict import (DEFAULT_CHECKPOINT, load_model, mask_path_for, predict_episode, read_episode,
+                                   write_mask)
+    from dpcn_lite.utils import default_device
+    from dpcn_lite.viz.training import plot_image_prediction
+
+    missing = [flag for flag, value in (("--support-image", args.support_image), ("--support-mask", args.support_mask),
+                                        ("--query-image", args.query_image)) if value is None]
+    if missing:
+        raise BadArgumentError(f"Your own images need all three of --support-image, --support-mask and --query-image; "
+                               f"add {' and '.join(missing)}.")
+    output = args.output or Path("prediction.png")
+    mask_output = args.mask_output or mask_path_for(output)
+    for flag, path in (("--output", output), ("--mask-output", mask_output)):
+        if path.suffix.lower() != ".png":
+            raise BadArgumentError(f"{flag} {path} must end in .png (both files are written as PNG).")
+        if any(path.resolve() == Path(p).resolve() for p in (args.support_image, args.support_mask, args.query_image)):
+            raise BadArgumentError(f"{flag} {path} is one of your input files; write the result somewhere else.")
+    if output.resolve() == mask_output.resolve():
+        raise BadArgumentError(f"--output and --mask-output are the same file ({output}); give two paths.")
+    support, mask, query = read_episode(args.support_image, args.support_mask, args.query_image)  # refuse bad files first
+    device = torch.device(args.device) if args.device else default_device()
+    checkpoint = args.checkpoint or args.run_dir or args.pretrained
+    model = load_model(checkpoint, device)
+    prediction = predict_episode(model, support, mask, query, device=device)
+    label = Path(checkpoint).name if isinstance(checkpoint, Path) else (checkpoint or DEFAULT_CHECKPOINT)
+    plot_image_prediction(prediction, output, title=f"{type(model).__name__} ({label})")
+    write_mask(prediction.mask, mask_output)
+    height, width = prediction.mask.shape
+    print(f"figure written to {output}")
+    print(f"predicted mask ({width}x{height}, {100 * prediction.foreground_fraction:.1f}% object) written to "
+          f"{mask_output}")
     return 0
 
 

@@ -120,6 +120,9 @@ def test_predict_draws_a_png(run_dir: Path, tmp_path: Path) -> None:
                  "--output", str(output)]) == 0
     with Image.open(output) as image:
         assert image.format == "PNG"
+    folder_output = tmp_path / "from-folder.png"  # --checkpoint also takes the run folder; --out is --output
+    assert main(["predict", "--checkpoint", str(run_dir), "--episodes", "1", "--out", str(folder_output)]) == 0
+    assert folder_output.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_help_lists_the_commands(capsys) -> None:

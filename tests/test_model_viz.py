@@ -56,3 +56,77 @@ def test_missing_intermediates_are_explained() -> None:
         act.plot_activation_maps({})
     with pytest.raises(KeyError, match="use_dcm"):
         act.plot_kernels({})
+
+
+def _grid_rows(n: int) -> list[dict]:
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(n):
+        mask = np.zeros((32, 32), dtype=np.int64)
+        mask[8:24, 8:24] = 1
+        rows.append({"support_image": rng.random((32, 32, 3)), "support_mask": mask,
+                     "query_image": rng.random((32, 32, 3)), "query_mask": mask,
+                     "predictions": {"DPCN": mask, "prototype": 1 - mask},
+                     "ious": {"DPCN": i / n if i else float("nan"), "prototype": 0.5}, "caption": f"episode {i}"})
+    return rows
+
+
+def test_prediction_grid_sorts_by_the_first_model_and_keeps_the_worst(tmp_path, monkeypatch) -> None:
+    from dpcn_lite.viz import training
+
+    drawn = []
+    real = training.overlay_mask
+    monkeypatch.setattr(training, "overlay_mask", lambda image, mask: drawn.append(image) or real(image, mask))
+    rows = _grid_rows(9)
+    path = tmp_path / "grid.png"
+    assert training.plot_prediction_grid(rows, models=("DPCN", "prototype"), count=4, path=path) is None
+    assert path.read_bytes()[:8] == PNG_MAGIC
+    shown = [next(i for i, row in enumerate(rows) if row["support_image"] is image) for image in drawn[::4]]
+    assert shown == [8, 5, 3, 0]  # best first, evenly spaced ranks, the NaN episode (no IoU) last
+    with pytest.raises(KeyError, match="prototype"):
+        training.plot_prediction_grid([{**rows[0], "ious": {"DPCN": 0.5}}], models=("DPCN", "prototype"))
+    with pytest.raises(ValueError, match="no episodes"):
+        training.plot_prediction_grid([])
+
+
+def test_prediction_grid_png_stays_small(tmp_path) -> None:
+    """Textured pictures (stripes and noise, like the synthetic benchmark's) compress badly as plain PNG; the grid
+    writes a palette PNG a few times smaller, so 12 rows stay within a notebook cell's budget."""
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    from dpcn_lite.viz import finish
+    from dpcn_lite.viz.training import plot_prediction_grid
+
+    rng = np.random.default_rng(1)
+    rows = _grid_rows(12)
+    stripes = (np.sin(np.arange(32) / 2.0)[None, :, None] + 1) / 2
+    for row in rows:
+        for key in ("support_image", "query_image"):
+            row[key] = np.clip(0.6 * stripes * rng.random(3) + 0.2 * rng.random((32, 32, 3)), 0, 1)
+    path = tmp_path / "grid.png"
+    plot_prediction_grid(rows, models=("DPCN", "prototype"), path=path)
+    with Image.open(path) as image:
+        assert image.mode == "P" and image.height > image.width  # a palette; one row per episode
+        size = image.size
+    plain = tmp_path / "plain.png"
+    fig = plt.figure(figsize=(size[0] / 72, size[1] / 72), dpi=72)
+    fig.figimage(np.asarray(Image.open(path).convert("RGB")))
+    finish(fig, plain)
+    assert path.stat().st_size < 0.6 * plain.stat().st_size
+    assert path.stat().st_size < 250_000
+
+
+def test_image_prediction_figure(tmp_path) -> None:
+    from types import SimpleNamespace
+
+    from dpcn_lite.viz.training import plot_image_prediction
+
+    mask = np.zeros((30, 50), dtype=np.uint8)
+    mask[5:20, 10:30] = 1
+    prediction = SimpleNamespace(support_image=np.full((40, 60, 3), 120, np.uint8), support_mask=np.pad(mask, 5),
+                                 query_image=np.full((30, 50, 3), 200, np.uint8), mask=mask,
+                                 probability=mask.astype(np.float32) * 0.9)
+    path = tmp_path / "own.png"
+    assert plot_image_prediction(prediction, path, title="DPCN") is None
+    assert path.read_bytes()[:8] == PNG_MAGIC
