@@ -227,8 +227,9 @@ class Runner:
         added = append_records(self.setup.results, [record], copies=self.setup.copies)
         state = "recorded" if added else "already recorded"
         fusion = f" {record['fusion']}" if record["fusion"] else ""
+        classes = f", {record['classes']} classes" if record.get("classes") else ""
         self.log(f"{record['row']} seed {record['seed']} {record['shots']}-shot{fusion}, {record['supports']} "
-                 f"supports: mIoU {record['mIoU']:.1f} ({state})")
+                 f"supports{classes}: mIoU {record['mIoU']:.1f} ({state})")
 
     def run_job(self, seed: int, row: Row) -> int:
         """Every missing evaluation of ``row`` at ``seed``; trains (or resumes) the model first when needed.
