@@ -467,7 +467,12 @@ def _checklist(records: list[dict[str, Any]], rows: list[str]) -> list[str]:
                  f"1-shot, paired): {_describe(five)}.")
     square = _versus_dpcn(records, "square-direct")
     default = DPCNConfig().square_prototypes
-    if square is None or square.verdict in ("straddles zero", "one seed"):
+    if square is not None and square.verdict == "straddles zero" and square.n >= MIN_SEEDS:
+        # no difference over the full seed count: the reading faithful to Eq. 6 stays, the other is the ablation
+        lines.append(f"* {box(default == 'literal')} The square-kernel default follows the measurement: literal − "
+                     f"direct {_describe(square)}: no difference, so the faithful reading stays; the default is "
+                     f"`{default}`.")
+    elif square is None or square.verdict in ("straddles zero", "one seed"):
         state = ("not measured yet" if square is None else
                  f"literal − direct {_describe(square)}: no sign yet, the default stays `{default}`")
         lines.append(f"* [ ] The square-kernel default follows the measurement: {state}.")
