@@ -14,6 +14,7 @@ batch keeps what it finished and a second call skips it: the script resumes. Tra
     python scripts/run_synthetic_results.py --shard 0/2 &              # the batch on two cores: one process each,
     python scripts/run_synthetic_results.py --shard 1/2 &              # single-threaded, every other job
     python scripts/run_synthetic_results.py --render                   # docs/results.md from the records so far
+    python scripts/write_results_reading.py                            # its reading, checked against the records
     python scripts/run_synthetic_results.py --rows dpcn prototype --seeds 5 6   # some rows, more seeds
 
 Jobs run seeds outermost, then rows by priority (DPCN, prototype, without SAM / FFM / DCM, prior, S, kernel shapes,
