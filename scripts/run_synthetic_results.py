@@ -661,7 +661,9 @@ def render_page(results: Path, page: Path, figure: Path) -> None:
         compute, hours = _compute_table(main, rows)
         lines += [
             "Made by `python scripts/run_synthetic_results.py --render` from the records in `docs/results.json` "
-            f"({len(records)} evaluations). Every row: the `{first['preset']}` preset"
+            f"({len(records)} evaluations); the reading at the end by `python scripts/write_results_reading.py`, "
+            "which checks each of its claims against the same records. Every row: the "
+            f"`{first['preset']}` preset"
             + (" (frozen EfficientNet-Lite0, 160 px, C = 64)" if first["preset"] == "cpu" else "")
             + f", benchmark `{first['benchmark']}`, fold {first['fold']}, trained 1-shot for {b['epochs']} "
             f"epoch{'s' if b['epochs'] != 1 else ''} × {b['episodes_per_epoch']} episodes (batch {b['batch_size']}, "
