@@ -10,7 +10,7 @@ Each finished evaluation is appended to ``docs/results.json`` (and to its packag
 batch keeps what it finished and a second call skips it: the script resumes. Trained models stay under the ignored
 ``runs/synthetic-results/`` (per budget), half-trained ones resume from their last epoch.
 
-    python scripts/run_synthetic_results.py --estimate                 # CPU and wall hours of the whole batch
+    python scripts/run_synthetic_results.py --estimate                 # CPU and wall hours of what is left
     python scripts/run_synthetic_results.py --shard 0/2 &              # the batch on two cores: one process each,
     python scripts/run_synthetic_results.py --shard 1/2 &              # single-threaded, every other job
     python scripts/run_synthetic_results.py --render                   # docs/results.md from the records so far
@@ -193,6 +193,20 @@ def job_list(rows: list[Row], seeds: list[int]) -> list[tuple[int, Row]]:
     return [(seed, row) for seed in seeds for row in rows]
 
 
+def pending_work(setup: Setup, rows: list[Row], seeds: list[int]) -> list[tuple[int, Row, list[Evaluation], bool]]:
+    """What is left: ``(seed, row, missing evaluations, needs training)`` for each job with a missing record.
+
+    A job needs its training when the protocol's own evaluation (1-shot, own supports, novel classes) is missing,
+    since that record is written right after the training; a kept model would in fact only resume."""
+    done = recorded_keys(setup.results)
+    left = []
+    for seed, row in job_list(rows, seeds):
+        missing = [e for e in evaluations_of(row) if setup.key(row, seed, e) not in done]
+        if missing:
+            left.append((seed, row, missing, Evaluation(1, "own") in missing))
+    return left
+
+
 def shard_jobs(jobs: list[tuple[int, Row]], shard: int, shards: int) -> list[tuple[int, Row]]:
     return jobs[shard::shards]
 
@@ -348,16 +362,16 @@ def estimate(setup: Setup, rows: list[Row], seeds: list[int], episodes: int, log
     scale = args.eval_episodes
     one_shot = eval_seconds[(1, None)] * scale
     five = {f: eval_seconds[(5, "pool" if f == "pool" else "mask_avg")] * scale for f in KSHOT_FUSIONS}
+    base_share = min(BASE_EPISODES, args.eval_episodes) / args.eval_episodes
     cpu = 0.0
-    for seed in seeds:
-        for row in rows:
-            cpu += per_episode[row.model] * steps + 2 * one_shot
-            if row.five_shot:
-                cpu += sum(five.values())
+    left = pending_work(setup, rows, seeds)  # only what is not recorded yet
+    for _, row, missing, trains in left:
+        cpu += per_episode[row.model] * steps if trains else 0.0
+        cpu += sum(five[e.fusion] if e.shots > 1 else one_shot * (base_share if e.classes else 1.0) for e in missing)
     images = len(runner.source.image_ids("train")) + len(runner.source.image_ids("test"))
-    fill = images * max(per_image) if per_image else 0.0
-    jobs = job_list(rows, seeds)
-    result = {"jobs": len(jobs), "cpu_hours": (cpu + 2 * fill) / 3600,
+    fill = images * max(per_image) if per_image and left else 0.0
+    result = {"jobs": len(left), "trainings": sum(trains for *_, trains in left),
+              "cpu_hours": (cpu + 2 * fill) / 3600,
               "wall_hours_two_shards": (cpu / 2 + fill) / 3600,
               "train_seconds_per_episode": per_episode, "one_shot_eval_seconds": one_shot,
               "five_shot_eval_seconds": five, "images_to_cache_per_shard": images,
@@ -759,7 +773,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "--results; none otherwise)")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "synthetic-results",
                         help="where trained models are kept (ignored by git)")
-    parser.add_argument("--estimate", action="store_true", help="time a short training, print the batch's CPU hours")
+    parser.add_argument("--estimate", action="store_true", help="time a short training, print the CPU hours of what is not recorded yet")
     parser.add_argument("--estimate-episodes", type=int, default=96, help="episodes of the estimate's timings")
     parser.add_argument("--render", action="store_true", help="render docs/results.md from the records and stop")
     parser.add_argument("--page", type=Path, default=PAGE, help=argparse.SUPPRESS)
@@ -786,7 +800,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.estimate:
         result = estimate(setup, rows, args.seeds, args.estimate_episodes)
         print(json.dumps(result, indent=2))
-        print(f"estimate: {result['jobs']} trainings, {result['cpu_hours']:.1f} CPU hours single-threaded, "
+        print(f"estimate of what is left: {result['jobs']} jobs ({result['trainings']} trainings), "
+              f"{result['cpu_hours']:.1f} CPU hours single-threaded, "
               f"{result['wall_hours_two_shards']:.1f} wall hours with two shards (each shard caches "
               f"{result['images_to_cache_per_shard']} images once: included)")
         return

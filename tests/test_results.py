@@ -260,3 +260,19 @@ def test_the_packaged_benchmark_results_are_the_committed_ones(name):
     assert any(fnmatch.fnmatch(relative, pattern) for pattern in patterns), (relative, patterns)
     with pytest.raises(ValueError, match="choose one of"):
         packaged_benchmark_path("gpu")
+
+
+def test_the_estimate_counts_only_what_is_not_recorded(runner, tmp_path):
+    results = tmp_path / "results.json"
+    setup = runner.make_setup(runner.parse_args(TINY + ["--results", str(results), "--copy",
+                                                        "--out", str(tmp_path / "runs")]))
+    prior = runner.ROW_BY_KEY["prior"]
+    rows, seeds = [prior], [0, 1]
+    assert [(seed, trains) for seed, _, _, trains in runner.pending_work(setup, rows, seeds)] == [(0, True), (1, True)]
+    own = runner.Evaluation(1, "own")
+    metrics = {"mIoU": 50.0, "FB-IoU": 60.0, "per_class_IoU": {}}
+    append_records(results, [setup.record(prior, 0, own, metrics, train_seconds=1.0, eval_seconds=1.0)])
+    left = runner.pending_work(setup, rows, seeds)
+    assert [(seed, trains) for seed, _, _, trains in left] == [(0, False), (1, True)]  # seed 0 is trained
+    assert [(e.supports, e.classes) for e in left[0][2]] == [("foreign", None), ("own", "base")]
+    assert len(left[1][2]) == len(runner.evaluations_of(prior))
