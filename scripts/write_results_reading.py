@@ -275,7 +275,7 @@ on every seed. The paper's gains for SAM and FFM (1-2 points) are smaller than w
     {t(dcm_base)} ({dcm_base.verdict}), against {dcm.mean:+.1f} on the novel ones. Every head scores within a few points of its
     novel mIoU on the base classes (DPCN {base_gap['dpcn'].text()}, the prototype baseline
     {base_gap['prototype'].text()}, base − novel): the heads transfer; DCM at S = 5 costs a little on the classes it
-    was trained on and {abs(dcm.mean / dcm_base.mean):.0f} times as much on new ones;
+    was trained on and {abs(dcm.mean / dcm_base.mean):.1f} times as much on new ones;
   * per novel class (mean over the shared seeds, DPCN − without DCM): {per_class};
   * not from the square kernel's reading: `direct` against the literal default, {t(square)} (DPCN − direct), no sign;
   * **but from the kernels' size** (Table 4): with S = 3 DPCN scores {-s3.mean:.1f} points higher than with S = 5
