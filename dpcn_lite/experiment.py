@@ -44,13 +44,25 @@ SYNTHETIC_RENDER_SEED = 0
 """The synthetic benchmark's rendering seed: one fixed picture per image id, on every machine."""
 
 
+_SYNTHETIC_SOURCES: dict[str, SegmentationSource] = {}
+"""The synthetic sources of this process by :func:`source_key` (the two most recent): runs one after another share
+the rendered images instead of rendering the pool again (the pictures are fixed by the id, so sharing is exact)."""
+
+
 def make_source(cfg: TrainConfig) -> SegmentationSource:
     """The dataset source; the synthetic benchmark is rendered at the preset's image size and kept in memory."""
     if cfg.dataset == "synthetic":
-        # Rendering an image costs milliseconds; the whole pool at 160 px is under 100 MB, so keep it all.
-        options = {} if cfg.synthetic_images_per_class is None else {"images_per_class": cfg.synthetic_images_per_class}
-        return get_source("synthetic", image_size=cfg.model_config().image_size, cache_size=4096,
-                          benchmark=cfg.synthetic_benchmark, seed=SYNTHETIC_RENDER_SEED, **options)
+        key = source_key(cfg)
+        if key not in _SYNTHETIC_SOURCES:
+            # Rendering an image costs ~20 ms; the whole pool at 160 px is ~350 MB, so keep it all.
+            options = ({} if cfg.synthetic_images_per_class is None
+                       else {"images_per_class": cfg.synthetic_images_per_class})
+            _SYNTHETIC_SOURCES[key] = get_source("synthetic", image_size=cfg.model_config().image_size,
+                                                 cache_size=4096, benchmark=cfg.synthetic_benchmark,
+                                                 seed=SYNTHETIC_RENDER_SEED, **options)
+            while len(_SYNTHETIC_SOURCES) > 2:
+                _SYNTHETIC_SOURCES.pop(next(iter(_SYNTHETIC_SOURCES)))
+        return _SYNTHETIC_SOURCES[key]
     return get_source(cfg.dataset, root=cfg.data_root)
 
 

@@ -119,7 +119,9 @@ class FeatureCache:
         was_training = self.model.backbone.training
         self.model.backbone.eval()
         try:
-            features = self.model.extract_features(images[new])
+            # the backbone's device: a cache made on one device may be handed batches moved to another
+            device = next((p.device for p in self.model.parameters()), images.device)
+            features = self.model.extract_features(images[new].to(device))
         finally:
             self.model.backbone.train(was_training)
         for row, i in enumerate(new):

@@ -43,6 +43,7 @@ from dpcn_lite.model import build_model
 from dpcn_lite.model_config import DPCNConfig
 from dpcn_lite.results import (Interval, append_records, group_by_setting, load_records, mean_and_sample_std,
                                packaged_results_path, paired_difference, record_key, recorded_keys, scores)
+from dpcn_lite.utils import default_device
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results.json"
@@ -129,6 +130,7 @@ class Setup:
     results: Path
     copies: list[Path]
     out: Path
+    device: torch.device = torch.device("cpu")
 
     def config(self, row: Row, seed: int) -> TrainConfig:
         """The training config of ``row`` at ``seed`` (its model overrides on top of the preset's)."""
@@ -160,7 +162,8 @@ class Setup:
             "mIoU": metrics["mIoU"], "FB-IoU": metrics["FB-IoU"], "per_class_IoU": metrics["per_class_IoU"],
             "hole_fill": metrics.get("hole_fill"), "body_fill": metrics.get("body_fill"),
             "train_seconds": round(float(train_seconds), 2), "eval_seconds": round(float(eval_seconds), 2),
-            "threads": torch.get_num_threads(),
+            "threads": torch.get_num_threads(), "device": self.device.type,
+            **({"gpu": torch.cuda.get_device_name(self.device)} if self.device.type == "cuda" else {}),
         }
 
     def key(self, row: Row, seed: int, evaluation: Evaluation) -> str:
@@ -175,6 +178,12 @@ def make_setup(args: argparse.Namespace) -> Setup:
         options["synthetic_images_per_class"] = args.images_per_class
     if args.preset == "tiny":  # tests only: the tiny backbone must be frozen for the feature caches
         options["model_overrides"] = {"train_layer4": False}
+    device = torch.device(args.device if args.device != "auto" else default_device().type)
+    if device.type == "cuda":
+        # the same float32 arithmetic as the CPU rows: no float16 autocast, no TF32 in convolutions and products
+        options["amp"] = False
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
     options = {k: v for k, v in options.items() if v is not None}
     base = resolve_config(args.preset, **options)
     budget = {"epochs": base.epochs, "episodes_per_epoch": base.episodes_per_epoch, "batch_size": base.batch_size,
@@ -185,7 +194,7 @@ def make_setup(args: argparse.Namespace) -> Setup:
     results = Path(args.results)
     copies = [Path(p) for p in args.copy] if args.copy is not None else \
         ([packaged_results_path()] if results.resolve() == RESULTS.resolve() else [])
-    return Setup(args, base, budget, benchmark, tag, results, copies, Path(args.out))
+    return Setup(args, base, budget, benchmark, tag, results, copies, Path(args.out), device)
 
 
 def job_list(rows: list[Row], seeds: list[int]) -> list[tuple[int, Row]]:
@@ -233,7 +242,7 @@ class Runner:
         self.setup = setup
         self.log = log
         base = setup.base
-        holder = build_model("prototype", base.model_config())  # the backbone every row shares
+        holder = build_model("prototype", base.model_config()).to(setup.device)  # the backbone every row shares
         self.train_cache = FeatureCache(holder, dtype=getattr(torch, base.cache_dtype), key=source_key(base))
         self.test_cache = FeatureCache(holder, dtype=torch.float32, key=source_key(base))
         self.source = make_source(base)
@@ -262,7 +271,7 @@ class Runner:
         if not metrics_file.is_file():  # training unfinished or never started: train, then the protocol's evaluation
             self.log(f"training {row.key} seed {seed} into {run_dir}")
             metrics = run_experiment(cfg, run_dir, resume=(run_dir / "checkpoint.pt").is_file(), progress=False,
-                                     train_cache=self.train_cache, test_cache=self.test_cache, figures=False)
+                                     device=setup.device, train_cache=self.train_cache, test_cache=self.test_cache, figures=False)
         else:
             metrics = json.loads(metrics_file.read_text())
         count = 0
@@ -275,7 +284,7 @@ class Runner:
             count += 1
         if not pending:
             return count
-        model, trained_cfg = load_trained_model(run_dir / "checkpoint.pt")
+        model, trained_cfg = load_trained_model(run_dir / "checkpoint.pt", device=self.setup.device)
         self.test_cache.check_key(source_key(trained_cfg), model, torch.float32)
         for evaluation in pending:
             started = time.perf_counter()
@@ -293,7 +302,7 @@ class Runner:
             cfg = TrainConfig.from_dict({**cfg.to_dict(), "shots": evaluation.shots, "model_overrides": overrides})
             evaluated = build_model(cfg.model, cfg.model_config())
             evaluated.load_state_dict(model.state_dict())
-            model = evaluated.eval()
+            model = evaluated.to(self.setup.device).eval()
         if evaluation.classes == "base":
             index = self.source.class_index("test")  # the base classes the test images hold (as model selection)
             base = [c for c in self.source.fold_classes(cfg.fold, "train") if len(index.get(c, [])) > cfg.shots]
@@ -305,7 +314,7 @@ class Runner:
         if evaluation.supports == "foreign":
             episodes = ForeignSupports(episodes)
         return summarise_runs([evaluate(model, episodes, batch_size=cfg.eval_batch_size, progress=False,
-                                        feature_cache=self.test_cache)])
+                                        device=self.setup.device, amp=cfg.amp, feature_cache=self.test_cache)])
 
 
 # ======================================================================================================================
@@ -773,6 +782,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "--results; none otherwise)")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "synthetic-results",
                         help="where trained models are kept (ignored by git)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu",
+                        help="where to train and evaluate (default cpu, where every record so far was made; cuda "
+                             "runs in float32 without TF32 and records the GPU's name; auto: cuda when visible)")
     parser.add_argument("--estimate", action="store_true", help="time a short training, print the CPU hours of what is not recorded yet")
     parser.add_argument("--estimate-episodes", type=int, default=96, help="episodes of the estimate's timings")
     parser.add_argument("--render", action="store_true", help="render docs/results.md from the records and stop")

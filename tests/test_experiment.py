@@ -26,6 +26,16 @@ def test_the_source_is_rendered_at_the_presets_image_size(cfg) -> None:
     assert source.benchmark.tag == "categories-v2"
 
 
+def test_runs_of_one_process_share_the_rendered_images_of_a_source(cfg) -> None:
+    """Two runs on the same images reuse one source (its rendering cache); other images get their own."""
+    source = make_source(cfg)
+    source.load("train-00003")
+    again = make_source(resolve_config("tiny", fold=2, seed=5, synthetic_images_per_class=4))
+    assert again is source and "train-00003" in again._cache  # fold and seed do not change the pictures
+    other = make_source(resolve_config("tiny", fold=1, synthetic_images_per_class=5))
+    assert other is not source and other.num_images("test") == 5 * 20
+
+
 def test_test_episodes_are_the_folds_novel_classes_and_train_episodes_the_others(cfg) -> None:
     test = episodes_for_config(cfg, "test", seed=0, episodes=5)
     train = episodes_for_config(cfg, "train", seed=0, episodes=5)

@@ -75,6 +75,7 @@ def test_runner_records_each_evaluation_once_and_resumes(runner, tmp_path, resto
         assert set(record["budget"]) == {"epochs", "episodes_per_epoch", "batch_size", "optimizer", "lr"}
         assert record["benchmark"].startswith("categories-v2")
         assert 0.0 <= record["mIoU"] <= 100.0 and record["seed"] == 0
+        assert record["device"] == "cpu" and "gpu" not in record  # where it ran, said on every record
     dpcn = [r for r in records if r["row"] == "dpcn"]
     assert sorted((r["shots"], r["supports"], r["fusion"] or "", r.get("classes", "")) for r in dpcn) == [
         (1, "foreign", "", ""), (1, "own", "", ""), (1, "own", "", "base"), (5, "own", "mask_avg", ""),
