@@ -17,6 +17,11 @@ batch keeps what it finished and a second call skips it: the script resumes. Tra
     python scripts/write_results_reading.py                            # its reading, checked against the records
     python scripts/run_synthetic_results.py --rows dpcn prototype --seeds 5 6   # some rows, more seeds
 
+``--device cuda`` trains and evaluates on a GPU in float32 (no autocast, no TF32), and each record says where it ran
+(``device``, ``gpu``); every record so far was made on the CPU. On one H200 with 16 cores, sixteen single-threaded
+processes had not finished a single training after 7.5 minutes (one takes 8-11 minutes on one CPU core), so the
+batch is not faster there as it stands; where that time went was not measured.
+
 Jobs run seeds outermost, then rows by priority (DPCN, prototype, without SAM / FFM / DCM, prior, S, kernel shapes,
 square-kernel source, oracle), so a batch stopped early has the most important rows at every finished seed.
 """

@@ -72,3 +72,19 @@ def test_what_is_left_lists_each_row_short_of_five_seeds(reading):
     for row, name in reading.NAMES.items():
         missing = 5 - len(scores(RECORDS, row))
         assert (f"{name} (" in text) == (missing > 0), row
+
+
+def test_a_square_kernel_subset_level_with_dpcn_breaks_the_table_5_sentence(reading):
+    """Table 5's bullet says every subset keeping the square kernel scores below all three shapes: a record set where
+    S×1 + S×S scores as DPCN does must stop the writer on that sentence."""
+    changed = copy.deepcopy(RECORDS)
+    dpcn = scores(RECORDS, "dpcn")
+    for record in changed:
+        if record["row"] == "kernels-vs" and record["shots"] == 1 and record["supports"] == "own" \
+                and "classes" not in record and record["seed"] in dpcn:
+            record["mIoU"] = dpcn[record["seed"]] + (0.5 if record["seed"] % 2 else -0.5)
+    with pytest.raises(reading.ClaimBroken, match="every subset that keeps the square kernel"):
+        reading.write(changed)
+    text = reading.write(RECORDS)
+    square = paired_difference(dpcn, scores(RECORDS, "kernels-s")).interval
+    assert f"the S×S kernel only {square.text()} (n = {square.n}, {square.verdict})" in text.replace("\n  ", " ")
