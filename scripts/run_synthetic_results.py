@@ -509,6 +509,9 @@ def _checklist(records: list[dict[str, Any]], rows: list[str]) -> list[str]:
         better = "literal" if square.mean > 0 else "direct"
         lines.append(f"* {box(better == default)} The square-kernel default follows the measurement: literal − "
                      f"direct {_describe(square)}: {better} is better; the default is `{default}`.")
+    if any(line.startswith("* [ ]") for line in lines):
+        lines += ["", "An unchecked box is a target these records do not reach; the reading at the end of this page "
+                  "says, for each, what was measured instead and why (*Reading*, below)."]
     return lines
 
 

@@ -88,3 +88,16 @@ def test_a_square_kernel_subset_level_with_dpcn_breaks_the_table_5_sentence(read
     text = reading.write(RECORDS)
     square = paired_difference(dpcn, scores(RECORDS, "kernels-s")).interval
     assert f"the S×S kernel only {square.text()} (n = {square.n}, {square.verdict})" in text.replace("\n  ", " ")
+
+
+def test_a_single_strip_clearly_above_dpcn_breaks_the_level_sentence(reading):
+    """The bullet calls each single strip level with all three shapes: records where the 1×S kernel only scores
+    5 points above DPCN on every seed must stop the writer on that sentence."""
+    changed = copy.deepcopy(RECORDS)
+    dpcn = scores(RECORDS, "dpcn")
+    for record in changed:
+        if record["row"] == "kernels-h" and record["shots"] == 1 and record["supports"] == "own" \
+                and "classes" not in record and record["seed"] in dpcn:
+            record["mIoU"] = dpcn[record["seed"]] + 5.0 + 0.1 * record["seed"]
+    with pytest.raises(reading.ClaimBroken, match="each single strip is level"):
+        reading.write(changed)
