@@ -101,3 +101,19 @@ def test_a_single_strip_clearly_above_dpcn_breaks_the_level_sentence(reading):
             record["mIoU"] = dpcn[record["seed"]] + 5.0 + 0.1 * record["seed"]
     with pytest.raises(reading.ClaimBroken, match="each single strip is level"):
         reading.write(changed)
+
+
+def test_the_dcm_at_s3_sentence_follows_the_sign_of_its_interval(reading):
+    """Whether DCM helps once its kernels fit the grid is read from S3 − without DCM: records where S = 3 scores at
+    least 5 points above DPCN without DCM on every seed must say DCM helps; the committed ones, what they show."""
+    changed = copy.deepcopy(RECORDS)
+    no_dcm = scores(RECORDS, "no-dcm")
+    for record in changed:
+        if record["row"] == "S3" and record["shots"] == 1 and record["supports"] == "own" \
+                and "classes" not in record and record["seed"] in no_dcm:
+            record["mIoU"] = max(record["mIoU"], no_dcm[record["seed"]] + 5.0 + 0.1 * record["seed"])
+    assert "At S = 3, DCM *helps*" in reading.write(changed)
+    committed = paired_difference(scores(RECORDS, "S3"), no_dcm).interval
+    expected = {"above zero": "DCM *helps*", "straddles zero": "DCM neither helps nor hurts",
+                "below zero": "Even at S = 3"}[committed.verdict]
+    assert expected in reading.write(RECORDS)
