@@ -262,28 +262,38 @@ def write(records: list[dict[str, Any]]) -> str:
                    f"the baseline scores higher on {sum(d < -0.05 for d in prior_paired.differences)} of {prior.n} "
                    f"seeds and level (within 0.05) on {sum(abs(d) <= 0.05 for d in prior_paired.differences)}."
                    if prior_extra else "")
+    s3_prior_level = sum(abs(d) <= 0.05 for d in s3_prior_seeds)
+    s3_prior_count = (f"higher on {sum(d > 0.05 for d in s3_prior_seeds)} of {len(s3_prior_seeds)} seeds"
+                      + (f", level (within 0.05) on {s3_prior_level}" if s3_prior_level else "")
+                      + (f", lower on {sum(d < -0.05 for d in s3_prior_seeds)}"
+                         if any(d < -0.05 for d in s3_prior_seeds) else ""))
     s3_extra = sorted(s for s in scores(records, "S3") if s >= TARGET_SEEDS)
-    s3_added = (f"; seeds {seed_text(s3_extra)} were added to S = 3 because at five seeds this interval straddled "
-                "zero and it is what decides whether DCM is worth keeping" if s3_extra else "")
+    also_9 = " (and 9 to DPCN and DPCN without DCM)" if 9 in s3_extra and 9 in scores(records, "no-dcm") else ""
+    s3_added = (f"; seeds {seed_text(s3_extra)} were added to S = 3{also_9} because at five seeds this interval "
+                "straddled zero and it decides whether DCM is worth keeping"
+                + ("; ten is the issue's cap" if s3_no_dcm.n >= 10 else "") if s3_extra else "")
     dcm_at_s3 = {
         "above zero": f"At S = 3, DCM *helps*: S3 − without DCM {t(s3_no_dcm)}, above zero{s3_added}. With kernels "
                       "sized for the grid, the paper's sign for DCM returns.",
-        "straddles zero": f"At S = 3, DCM neither helps nor hurts against DPCN without it (S3 − without DCM "
-                          f"{t(s3_no_dcm)}, straddles zero{s3_added}): kernels sized for the grid remove DCM's cost; "
-                          "these seeds cannot show a gain.",
+        "straddles zero": f"At S = 3, DPCN scores {abs(s3_no_dcm.mean):.1f} points "
+                          f"{'above' if s3_no_dcm.mean > 0 else 'below'} DPCN without DCM on average, but the "
+                          f"interval reaches across zero (S3 − without DCM {t(s3_no_dcm)}{s3_added}): kernels sized "
+                          f"for the grid remove DCM's cost, and {s3_no_dcm.n} seeds do not show a gain beyond doubt.",
         "below zero": f"Even at S = 3, DPCN without DCM scores higher (S3 − without DCM {t(s3_no_dcm)}, below "
                       f"zero{s3_added}): the kernel size explains part of DCM's cost, not all of it.",
     }[s3_no_dcm.verdict]
     dcm_at_s3 = textwrap.fill(dcm_at_s3, 118, initial_indent="  ", subsequent_indent="  ", break_on_hyphens=False)
     extra = sorted(s for s in dcm_paired.seeds if s >= TARGET_SEEDS)
-    extra_seeds = (f" Seeds {seed_text(extra)} were added to both rows because at five seeds this interval straddled "
-                   "zero and the effect is the table's largest." if extra else "")
+    own_extra = [seed for seed in extra if seed < 9]  # seed 9 was trained for S = 3 − without DCM (below)
+    extra_seeds = (f" Seeds {seed_text(own_extra)} were added to both rows because at five seeds this interval "
+                   "straddled zero and the effect is the table's largest"
+                   + (", seed 9 for the comparison with S = 3 below." if 9 in extra else ".") if extra else "")
 
     r.claim(proto.low is not None and proto.low > 0 and proto.mean >= 8, "DPCN beats the prototype baseline by ≥ 8")
     r.claim(prior.verdict == "below zero",
             "DPCN at S = 5 loses to the prior-mask baseline (interval below zero)")
-    r.claim(s3_prior.verdict == "above zero" and min(s3_prior_seeds) > 0,
-            "DPCN at S = 3 beats the prior-mask baseline on every seed")
+    r.claim(s3_prior.verdict == "above zero" and sum(d > 0.05 for d in s3_prior_seeds) >= len(s3_prior_seeds) - 1,
+            "DPCN at S = 3 beats the prior-mask baseline (interval above zero, higher on all seeds but at most one)")
     r.claim(min(paired_difference(scores(records, "S3"), scores(records, "prototype")).differences) > 0,
             "DPCN at S = 3 beats the prototype baseline on every seed")
     r.claim(spread_hi - spread_lo > 15, "one novel class's IoU moves by more than 15 points across DPCN's seeds")
@@ -299,7 +309,7 @@ def write(records: list[dict[str, Any]]) -> str:
             "on the base classes DCM costs less than half of what it costs on the novel ones")
     r.claim(sum(v < 0 for v in class_change.values()) >= 3,
             "per novel class, DCM costs on most shapes")
-    r.claim(s3.verdict == "below zero" and max(s3_seeds) < -4, "S = 3 scores higher than S = 5 on every seed, by > 4")
+    r.claim(s3.verdict == "below zero" and max(s3_seeds) < -3, "S = 3 scores higher than S = 5 on every seed, by > 3")
     r.claim(hole["S3"] < hole["dpcn"] and s3_base.verdict == "above zero",
             "S = 3 fills fewer holes and gains on the base classes too")
     r.claim(s7.mean > 4 and min(s7_seeds) > 0, "S = 7 scores lower than S = 5 on every seed, by > 4 on average")
@@ -336,13 +346,13 @@ tables: positive means the row scores lower than full DPCN.*
 prior-mask baseline, and none of its three modules shows the paper's sign: the changes without SAM and without FFM are below what
 these seeds can read, and removing DCM raises mIoU{dcm_short}. The kernel size decides: on this
 preset's 20×20 grid S = 3 is better than S = 5 on every seed and S = 7 worse, and DPCN with S = 3 beats both baselines
-on every seed. The paper's gains for SAM and FFM (1-2 points) are smaller than what five seeds can read here.
+(intervals above zero). The paper's gains for SAM and FFM (1-2 points) are smaller than what five seeds can read here.
 
 * **DPCN beats the prototype baseline by {t(proto)}**: the target (at least 8 points, interval above zero) is met, and
   the seeds agree (the baseline's std is {r.std('prototype'):.1f}).
 * **The prior-mask baseline (PFENet-like) beats DPCN at S = 5: DPCN − prior {t(prior)}, {prior.verdict}** (the
-  paper: DPCN 66.7 against PFENet's 60.8).{prior_seeds} With S = 3, DPCN beats it on every seed: S3 − prior {t(s3_prior)}
-  (per seed {', '.join(f'{d:+.1f}' for d in s3_prior_seeds)}).
+  paper: DPCN 66.7 against PFENet's 60.8).{prior_seeds} With S = 3, DPCN beats it: S3 − prior {t(s3_prior)}, {s3_prior.verdict}
+  ({s3_prior_count}; per seed {', '.join(f'{d:+.1f}' for d in s3_prior_seeds)}).
 * **Why most intervals are wide.** A model's novel mIoU is the mean IoU of only five classes, and each class's IoU
   moves a lot from one training seed to the next: over DPCN's seeds the {CLASS_NAMES[widest]} spans
   {spread_lo:.0f} to {spread_hi:.0f}. On the fold's fifteen base classes the same models vary less (DPCN's std
@@ -399,8 +409,8 @@ on every seed. The paper's gains for SAM and FFM (1-2 points) are smaller than w
 
 **What this decides.** The table keeps the paper's S = 5 for every row: it was frozen before the batch began, and
 changing a default means retraining every row. The measurement says the cpu preset should scale S with its grid, as it
-already scales the ASPP dilations (`docs/choices.md`): with S = 3 the course's DPCN would beat both baselines on every
-seed. That change, with the table and the shipped checkpoint retrained on it, is the next step; it is not made here.
+already scales the ASPP dilations (`docs/choices.md`): with S = 3 the course's DPCN beats both baselines (intervals above
+zero). That change, with the table and the shipped checkpoint retrained on it, is the next step; it is not made here.
 
 {what_is_left(r)}
 
