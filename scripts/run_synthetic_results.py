@@ -642,7 +642,7 @@ def paired_items(records: list[dict[str, Any]], rows: list[str]) -> list[tuple[s
 
 
 def plot_paired(items: list[tuple[str, Interval]], path: Path) -> None:
-    """Each paired difference as a point with its 95 % t-interval; zero marked."""
+    """Each paired difference as a point with its 95 % t-interval and its number of seeds; zero marked."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -655,7 +655,7 @@ def plot_paired(items: list[tuple[str, Interval]], path: Path) -> None:
     for y, (label, interval) in enumerate(reversed(items)):
         ax.errorbar(interval.mean, y, xerr=interval.half_width or 0.0, fmt="o", capsize=3,
                     color=colours[interval.verdict])
-    ax.set_yticks(range(len(items)), [label for label, _ in reversed(items)], fontsize=8)
+    ax.set_yticks(range(len(items)), [f"{label} (n = {i.n})" for label, i in reversed(items)], fontsize=8)
     ax.axvline(0.0, color="black", linewidth=0.8)
     ax.set_xlabel("paired difference per training seed, mIoU points: mean and 95 % t-interval"
                   + (" (grey dots: one seed, no interval yet)" if any(i.half_width is None for _, i in items) else ""))
